@@ -1,0 +1,5 @@
+"""Blocks: ``nn.Module``s that receive an update rule. RNN cells, neural-ODE blocks and attention."""
+
+from .rnn import RNN
+
+__all__ = ["RNN"]
