@@ -1,0 +1,1 @@
+"""The search layer: the only package that imports optuna (space adapter, objective, study, storage)."""
