@@ -73,7 +73,7 @@ def _ode_options(params) -> dict:
 
 
 def _ode(params, rule, input_size, output_size, input, target) -> Model:
-    from .blocks import ODEBlock, ODERNN
+    from .blocks import ODERNN, ODEBlock
 
     common = dict(rule=rule, hidden_size=params["hidden_size"], depth=params["depth"],
                   activation=params["activation"], solver=params["solver"], options=_ode_options(params),

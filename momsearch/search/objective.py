@@ -1,0 +1,115 @@
+"""The Optuna objective: suggest a configuration, build it, train it, record metrics and weights.
+
+``train.fit`` knows nothing of Optuna; pruning reaches it through a per-epoch callback (see ``pruning``).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from ..build import build
+from ..errors import MomsearchError
+from ..spec import resolve
+from ..train import fit
+from .pruning import make_callback
+
+TRIAL_SEED_STRIDE = 1_000_003
+
+
+class TrialFailed(MomsearchError):
+    """A trial that ended without a result (its reason is in the ``status_reason`` user attribute)."""
+
+
+def trial_seed(study_seed: int, trial: optuna.trial.BaseTrial) -> int:
+    """Per-trial seed = f(study seed, trial number); a retried trial keeps the seed of the trial it re-runs."""
+    retried = trial.user_attrs.get("seed") if "failed_trial" in trial.system_attrs else None
+    if retried is not None:
+        return int(retried)
+    return (study_seed * TRIAL_SEED_STRIDE + trial.number) % 2**31
+
+
+def objective_values(metrics: Mapping[str, Any], objectives: Mapping[str, str], has_nfe: bool) -> list[float]:
+    """The objective values of a finished run, in the study's order.
+
+    A model without ODE blocks evaluates no vector field: its NFE objectives are 0. A metric that was not
+    measured (e.g. ``nfe_backward`` without the adjoint) cannot be an objective value: TrialFailed.
+    """
+    values = []
+    for name in objectives:
+        value = metrics.get(name)
+        if value is None and name.startswith("nfe") and not has_nfe:
+            value = 0.0
+        if value is None or not math.isfinite(float(value)):
+            raise TrialFailed(f"objective {name!r} was not measured for this configuration (value {value!r})")
+        values.append(float(value))
+    return values
+
+
+class Objective:
+    """A picklable objective for one study.
+
+    Args:
+        study_file: the validated study (``momsearch.spec.StudyFile``).
+        task: the loaded task (``momsearch.tasks.Task``).
+        artifact_store: where trained weights go (``optuna.artifacts.FileSystemArtifactStore``).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    def __init__(self, study_file, task, artifact_store, device: str = "auto"):
+        self.study_file = study_file
+        self.task = task
+        self.artifact_store = artifact_store
+        self.device = None if device == "auto" else device
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        seed = trial_seed(self.study_file.study["seed"], trial)
+        trial.set_user_attr("seed", seed)
+        try:
+            result, has_nfe = self._train(trial, seed)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("status_reason", "interrupted (SIGINT/SIGTERM)")
+            raise
+        except Exception as exc:  # a user task or a configuration can fail in any way: record, go on
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            trial.set_user_attr("status_reason", reason)
+            raise TrialFailed(reason) from exc
+        for key, value in result.metrics.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("history", result.history)
+        if result.status != "complete":
+            trial.set_user_attr("status_reason", result.reason)
+            raise TrialFailed(result.reason)
+        values = objective_values(result.metrics, self.study_file.objectives, has_nfe)
+        self._upload_weights(trial, result.state_dict)
+        return values[0] if len(values) == 1 else values
+
+    def _train(self, trial: optuna.Trial, seed: int):
+        study = self.study_file
+        fixed_train = {f"train.{key}": value for key, value in study.train.items()}
+        config = {**fixed_train, **study.space.suggest(trial)}
+        trial.set_user_attr("config", config)
+        torch.manual_seed(seed)
+        task = self.task
+        model = build(config, task.input_size, task.output_size, input=task.input, target=task.target)
+        has_nfe = any(hasattr(m, "nfe_forward") for m in model.modules())
+        callback = make_callback(trial, study)
+        result = fit(model, task, resolve(config)["train"], callbacks=[callback] if callback else [],
+                     device=self.device, seed=seed, progress=False)
+        return result, has_nfe
+
+    def _upload_weights(self, trial: optuna.Trial, state_dict: Mapping[str, torch.Tensor]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "weights.pt"
+            torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path)
+            artifact_id = optuna.artifacts.upload_artifact(
+                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial)
+        trial.set_user_attr("weights_artifact", artifact_id)

@@ -1,0 +1,73 @@
+"""Samplers and pruners by name: anything in ``optuna.samplers`` / ``optuna.pruners`` with keyword arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from ..catalog.params import unknown
+from ..errors import ConfigError
+
+
+def _classes(module, base) -> dict[str, type]:
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, base) and not name.startswith("Base")}
+
+
+def _name_and_kwargs(spec: str | Mapping[str, Any] | None, what: str) -> tuple[str | None, dict]:
+    if spec is None or isinstance(spec, str):
+        return spec, {}
+    kwargs = dict(spec)
+    return kwargs.pop("name", None), kwargs
+
+
+def make_sampler(spec: str | Mapping[str, Any] | None, seed: int) -> optuna.samplers.BaseSampler:
+    """Build a sampler; the default suits conditional spaces: ``TPESampler(multivariate=True, group=True)``.
+
+    Args:
+        spec: a class name of ``optuna.samplers``, or ``{name: ..., **kwargs}``, or None for the default.
+        seed: the study seed, used unless ``kwargs`` set their own ``seed``.
+    """
+    name, kwargs = _name_and_kwargs(spec, "sampler")
+    if name is None:
+        name, kwargs = "TPESampler", {"multivariate": True, "group": True, **kwargs}
+    classes = _classes(optuna.samplers, optuna.samplers.BaseSampler)
+    if name not in classes:
+        raise unknown("study.sampler", name, sorted(classes))
+    cls = classes[name]
+    if "seed" in _parameters(cls) and "seed" not in kwargs:
+        kwargs["seed"] = seed
+    return _construct("study.sampler", cls, kwargs)
+
+
+def make_pruner(spec: str | Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
+    """Build a pruner from a class name of ``optuna.pruners`` or ``{name: ..., **kwargs}``; ``none``: no pruning."""
+    name, kwargs = _name_and_kwargs(spec, "pruner")
+    if name is None or str(name).lower() in ("none", "nop", "nopruner"):
+        return optuna.pruners.NopPruner()
+    classes = _classes(optuna.pruners, optuna.pruners.BasePruner)
+    if name not in classes:
+        raise unknown("study.pruner", name, sorted(classes))
+    return _construct("study.pruner", classes[name], kwargs)
+
+
+def pruner_settings(spec: str | Mapping[str, Any] | None) -> dict:
+    """The keyword arguments given to the pruner (the multi-objective rule reads its warm-up settings)."""
+    return _name_and_kwargs(spec, "pruner")[1]
+
+
+def _parameters(cls) -> tuple[str, ...]:
+    import inspect
+
+    return tuple(inspect.signature(cls).parameters)
+
+
+def _construct(where: str, cls, kwargs: dict):
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} {cls.__name__}: {exc}") from None
+    except ImportError as exc:
+        raise ConfigError(f"{where} {cls.__name__} needs a package that is not installed: {exc}") from None

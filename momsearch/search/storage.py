@@ -1,0 +1,66 @@
+"""Optuna storages: embedded SQLite by default, any storage URL (PostgreSQL, ...) for many workers.
+
+RDB storages get heartbeats so a killed worker's trial is marked FAIL after the grace period and retried
+once with the same parameters by Optuna's own ``RetryHeartbeatStaleTrialCallback``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from ..errors import StudyError
+
+SQLITE_NAME = "study.db"
+ARTIFACT_DIR = "artifacts"
+
+
+def default_url(out: Path) -> str:
+    """The embedded SQLite storage URL of an output directory (``<out>/study.db``)."""
+    return f"sqlite:///{(Path(out) / SQLITE_NAME).resolve()}"
+
+
+def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                 max_retry: int = 1) -> optuna.storages.BaseStorage:
+    """Open an Optuna storage from a URL.
+
+    Args:
+        url: ``sqlite:///path``, ``postgresql://user@host:port/db`` or any SQLAlchemy URL Optuna accepts.
+        heartbeat_interval: seconds between heartbeats of a running trial (RDB storages); None: off.
+        grace_period: seconds without a heartbeat after which a running trial is failed.
+        max_retry: how many times a stale (killed) trial is re-run with the same parameters.
+
+    Returns:
+        An ``optuna.storages.RDBStorage``.
+    """
+    engine_kwargs = {}
+    if url.startswith("sqlite"):
+        # Several local worker processes share one file: wait for the lock instead of failing.
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    heartbeat = {}
+    if heartbeat_interval:
+        heartbeat = dict(
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+        )
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    except ImportError as exc:
+        raise StudyError(f"storage {url!r}: missing database driver ({exc}); "
+                         "for PostgreSQL install momsearch[postgres]") from None
+    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"storage {_redact(url)!r}: cannot open ({first})") from None
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a storage URL."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url

@@ -1,0 +1,271 @@
+"""Create-or-resume a study and run its trials in one or several local worker processes.
+
+``n_trials`` is the study's target: a run adds trials until the study holds that many (retries of killed
+trials come on top). Inside one ``momsearch run`` the remaining trials are split exactly between the
+``--jobs`` workers; workers on other hosts joining the same storage stop once the target is reached.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import StudyError
+from .storage import ARTIFACT_DIR, default_url, open_storage
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+MIN_TRIALS_FOR_FAIL_CHECK = 3
+
+
+@dataclass
+class RunOptions:
+    """How to run a study file (CLI flags override the file's ``study:`` section)."""
+
+    out: Path
+    storage: str | None = None
+    n_trials: int | None = None
+    timeout: float | None = None
+    jobs: int | None = None
+    threads: int | None = None
+    device: str | None = None
+    artifacts: Path | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def resolved(self, study_file) -> RunOptions:
+        """Fill unset options from the study file's ``study:`` section."""
+        s = study_file.study
+        return RunOptions(
+            out=Path(self.out),
+            storage=self.storage or s.get("storage") or default_url(self.out),
+            n_trials=self.n_trials if self.n_trials is not None else s["n_trials"],
+            timeout=self.timeout if self.timeout is not None else s.get("timeout"),
+            jobs=self.jobs or s.get("jobs") or 1,
+            threads=self.threads or s.get("threads") or 1,
+            device=self.device or s.get("device") or "auto",
+            artifacts=Path(self.artifacts) if self.artifacts else Path(self.out) / ARTIFACT_DIR,
+            progress=self.progress,
+        )
+
+
+def storage_for(study_file, options: RunOptions):
+    """Open the run's storage with the study file's heartbeat settings."""
+    s = study_file.study
+    return open_storage(options.storage, heartbeat_interval=s["heartbeat_interval"],
+                        grace_period=s["grace_period"])
+
+
+def create_or_load(study_file, options: RunOptions) -> optuna.Study:
+    """Create the study (or load it if it exists) with its sampler, pruner, directions and metadata."""
+    from .samplers import make_pruner, make_sampler
+
+    s = study_file.study
+    directions = list(study_file.objectives.values())
+    study = optuna.create_study(
+        study_name=study_file.name, storage=storage_for(study_file, options),
+        sampler=make_sampler(s.get("sampler"), s["seed"]), pruner=make_pruner(s.get("pruner")),
+        directions=directions, load_if_exists=True)
+    if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+        raise StudyError(f"study {study_file.name!r} already exists with other objectives "
+                         f"({study.metric_names or len(study.directions)}); use another name or storage")
+    if study.metric_names is None:
+        study.set_metric_names(list(study_file.objectives))
+    if "momsearch" not in study.user_attrs:
+        study.set_user_attr("momsearch", record(study_file))
+        study.set_user_attr("artifact_dir", str(options.artifacts.resolve()))
+    return study
+
+
+def record(study_file) -> dict:
+    """What a study stores about its study file, so report and export work from the storage alone."""
+    return {"task": study_file.task, "objectives": dict(study_file.objectives), "train": dict(study_file.train),
+            "seed": study_file.study["seed"]}
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that count toward ``n_trials``: finished or running, minus failed trials that were retried."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    fresh = [t for t in trials if "failed_trial" not in t.system_attrs]
+    return sum(1 for t in fresh if t.state != TrialState.WAITING
+               and not (t.state == TrialState.FAIL and t.number in retried))
+
+
+def check_failures(study: optuna.Study, max_fraction: float) -> None:
+    """Raise StudyError if more than ``max_fraction`` of the finished trials failed, naming the top reason."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if len(trials) < MIN_TRIALS_FOR_FAIL_CHECK or len(failed) <= max_fraction * len(trials):
+        return
+    reasons = collections.Counter(t.user_attrs.get("status_reason") or "unknown reason" for t in failed)
+    reason, count = reasons.most_common(1)[0]
+    raise StudyError(f"stopped: {len(failed)} of {len(trials)} trials failed (more than "
+                     f"study.max_fail_fraction={max_fraction}); most common reason ({count}x): {reason}")
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM behaves like Ctrl-C: the running trial is marked FAIL with a reason, then the worker stops."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_seed: int) -> None:
+    """Run ``n_trials`` trials of the study in this process (one of ``--jobs`` workers).
+
+    ``sampler_seed`` differs per worker and per resumed run, so workers and resumed runs do not replay
+    the same random start-up samples.
+    """
+    import torch
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from ..tasks import load as load_task
+    from .objective import Objective, TrialFailed
+    from .samplers import make_pruner, make_sampler
+
+    _install_signal_handlers()
+    torch.set_num_threads(options.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_file.name, storage=storage_for(study_file, options),
+                              sampler=make_sampler(study_file.study.get("sampler"), sampler_seed),
+                              pruner=make_pruner(study_file.study.get("pruner")))
+    options.artifacts.mkdir(parents=True, exist_ok=True)
+    objective = Objective(study_file, load_task(study_file.task), FileSystemArtifactStore(str(options.artifacts)),
+                          device=_device_for(options.device, index))
+    target = options.n_trials
+    max_fraction = study_file.study["max_fail_fraction"]
+
+    def stop_when_done(study: optuna.Study, trial) -> None:
+        if counted(study) >= target:
+            study.stop()
+        try:
+            check_failures(study, max_fraction)
+        except StudyError:
+            study.stop()
+
+    study.optimize(objective, n_trials=n_trials, timeout=options.timeout, catch=(TrialFailed,),
+                   callbacks=[stop_when_done], gc_after_trial=False)
+
+
+def _device_for(device: str, index: int) -> str:
+    """``auto`` places worker i on GPU i mod (visible GPUs), else the CPU; explicit devices are kept."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{index % torch.cuda.device_count()}"
+    return "cpu"
+
+
+def _split(n: int, k: int) -> list[int]:
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+def run(study_file, options: RunOptions) -> optuna.Study:
+    """Create or resume the study and run it to its ``n_trials`` target.
+
+    Args:
+        study_file: the validated study (``momsearch.spec.load_study_file``).
+        options: storage, output directory, jobs, device, ... (unset ones come from the file).
+
+    Returns:
+        The study, after the run.
+
+    Raises:
+        StudyError: too many trials failed (``study.max_fail_fraction``), or the storage is unusable.
+    """
+    options = options.resolved(study_file)
+    options.out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = create_or_load(study_file, options)
+    done = counted(study)
+    remaining = options.n_trials - done
+    if remaining <= 0:
+        return study
+    shares = [n for n in _split(remaining, options.jobs) if n > 0]
+    seeds = [study_file.study["seed"] + done + 7919 * i for i in range(len(shares))]
+    with _Progress(study, remaining, options.progress):
+        if len(shares) == 1:
+            worker(study_file, options, shares[0], 0, seeds[0])
+        else:
+            _run_processes(study_file, options, shares, seeds)
+    check_failures(study, study_file.study["max_fail_fraction"])
+    return study
+
+
+def _run_processes(study_file, options: RunOptions, shares: list[int], seeds: list[int]) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=worker, args=(study_file, options, n, i, seed))
+             for i, (n, seed) in enumerate(zip(shares, seeds, strict=True))]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: each worker marks its running trial FAIL and exits
+        for p in procs:
+            p.join()
+        raise
+
+
+class _Progress:
+    """A tqdm bar over the run's trials, fed by polling the storage (works for any number of workers)."""
+
+    def __init__(self, study: optuna.Study, total: int, enabled: bool):
+        self.study, self.total, self.enabled = study, total, enabled
+        self.start = self._finished()
+        self.bar = None
+
+    def _finished(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+
+    def poll(self) -> None:
+        if self.bar is not None:
+            self.bar.n = min(self.total, self._finished() - self.start)
+            self.bar.refresh()
+
+    def __enter__(self):
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=f"study {self.study.study_name}", unit="trial")
+            self._stop_polling = _poll_in_thread(self)
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self._stop_polling()
+            self.poll()
+            self.bar.close()
+        return False
+
+
+def _poll_in_thread(progress: _Progress):
+    import threading
+
+    done = threading.Event()
+
+    def loop():
+        while not done.wait(1.0):
+            progress.poll()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+
+    def stop():
+        done.set()
+        thread.join()
+
+    return stop
