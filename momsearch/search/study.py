@@ -1,8 +1,10 @@
 """Create-or-resume a study and run its trials in one or several local worker processes.
 
-``n_trials`` is the study's target: a run adds trials until the study holds that many (retries of killed
-trials come on top). Inside one ``momsearch run`` the remaining trials are split exactly between the
-``--jobs`` workers; workers on other hosts joining the same storage stop once the target is reached.
+``n_trials`` is the study's target: a run adds trials until the study holds that many. Inside one
+``momsearch run`` the remaining trials are split exactly between the ``--jobs`` workers. A trial of a killed
+worker is failed by Optuna's heartbeat check and re-run once with the same parameters; the re-run replaces
+it and does not count again. Workers on other hosts joining the same storage stop once the target is reached
+(each host's run splits what remained when it started, so hosts started at the same moment may overshoot).
 """
 
 from __future__ import annotations
@@ -88,13 +90,19 @@ def record(study_file) -> dict:
             "seed": study_file.study["seed"]}
 
 
+def is_retry(trial) -> bool:
+    """Whether a trial re-runs a failed one (Optuna's retry callback marks it with ``failed_trial``)."""
+    return "failed_trial" in trial.system_attrs
+
+
 def counted(study: optuna.Study) -> int:
-    """Trials that count toward ``n_trials``: finished or running, minus failed trials that were retried."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
-    fresh = [t for t in trials if "failed_trial" not in t.system_attrs]
-    return sum(1 for t in fresh if t.state != TrialState.WAITING
-               and not (t.state == TrialState.FAIL and t.number in retried))
+    """Trials that count toward ``n_trials``: started trials that are not re-runs of another trial."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING and not is_retry(t))
+
+
+def waiting(study: optuna.Study) -> int:
+    """Queued trials (e.g. re-runs of killed trials) that a worker will pick up before sampling new ones."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def check_failures(study: optuna.Study, max_fraction: float) -> None:
@@ -119,7 +127,8 @@ def _install_signal_handlers() -> None:
 
 
 def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_seed: int) -> None:
-    """Run ``n_trials`` trials of the study in this process (one of ``--jobs`` workers).
+    """Run ``n_trials`` new trials of the study in this process (one of ``--jobs`` workers), plus any
+    queued re-runs of killed trials it picks up on the way.
 
     ``sampler_seed`` differs per worker and per resumed run, so workers and resumed runs do not replay
     the same random start-up samples.
@@ -140,19 +149,20 @@ def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_s
     options.artifacts.mkdir(parents=True, exist_ok=True)
     objective = Objective(study_file, load_task(study_file.task), FileSystemArtifactStore(str(options.artifacts)),
                           device=_device_for(options.device, index))
-    target = options.n_trials
+    target, started = options.n_trials, [0]
     max_fraction = study_file.study["max_fail_fraction"]
 
     def stop_when_done(study: optuna.Study, trial) -> None:
-        if counted(study) >= target:
+        started[0] += not is_retry(trial)
+        if not waiting(study) and (started[0] >= n_trials or counted(study) >= target):
             study.stop()
         try:
             check_failures(study, max_fraction)
         except StudyError:
             study.stop()
 
-    study.optimize(objective, n_trials=n_trials, timeout=options.timeout, catch=(TrialFailed,),
-                   callbacks=[stop_when_done], gc_after_trial=False)
+    study.optimize(objective, timeout=options.timeout, catch=(TrialFailed,), callbacks=[stop_when_done],
+                   gc_after_trial=False)
 
 
 def _device_for(device: str, index: int) -> str:
@@ -187,11 +197,12 @@ def run(study_file, options: RunOptions) -> optuna.Study:
     options.out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_or_load(study_file, options)
+    optuna.storages.fail_stale_trials(study)  # trials of killed workers -> FAIL, re-runs queued
     done = counted(study)
-    remaining = options.n_trials - done
-    if remaining <= 0:
+    remaining = max(0, options.n_trials - done)
+    if remaining == 0 and not waiting(study):
         return study
-    shares = [n for n in _split(remaining, options.jobs) if n > 0]
+    shares = [n for n in _split(remaining, options.jobs) if n > 0] or [0]
     seeds = [study_file.study["seed"] + done + 7919 * i for i in range(len(shares))]
     with _Progress(study, remaining, options.progress):
         if len(shares) == 1:

@@ -1,0 +1,144 @@
+"""End-to-end studies through the CLI: run, resume, multi-objective, pruning, failures, report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from momsearch.cli import main
+from momsearch.search.storage import default_url
+
+TINY_SPACE = """
+space:
+  block:
+    rnn:
+      cell: [lstm, gru]
+      hidden_size: 8
+      rule:
+        plain: {}
+        heavy_ball: {mu: {low: 0.0, high: 0.9}, s: {low: 0.2, high: 1.0}}
+train: {epochs: 1, batch_size: 64, max_batches: 4}
+"""
+
+
+def study_file(tmp_path: Path, body: str, name: str = "tiny") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\ntask: seq_digits\n" + textwrap.dedent(body))
+    return path
+
+
+def load(tmp_path: Path, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=default_url(tmp_path / "out"))
+
+
+def run(path: Path, tmp_path: Path, *extra: str) -> int:
+    return main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress", *extra])
+
+
+def test_run_records_metrics_and_weights_then_resumes(tmp_path, capsys):
+    path = study_file(tmp_path, "objectives: {accuracy: maximize}\n" + TINY_SPACE + "study: {n_trials: 3}\n")
+    assert run(path, tmp_path) == 0
+    study = load(tmp_path)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    for t in trials:
+        for key in ("accuracy", "loss", "test_accuracy", "device_seconds", "wall_seconds", "params",
+                    "peak_memory_mb", "seed", "config", "weights_artifact"):
+            assert key in t.user_attrs, key
+        assert t.user_attrs["device_seconds"] > 0
+        assert t.user_attrs["config"]["block"] == "rnn"
+        metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+        assert [m.filename for m in metas] == ["weights.pt"]
+    seeds = {t.user_attrs["seed"] for t in trials}
+    assert len(seeds) == 3
+    assert "best trial" in capsys.readouterr().out
+
+    assert run(path, tmp_path, "--n-trials", "5") == 0  # resume: adds two, keeps the first three
+    again = load(tmp_path).get_trials()
+    assert len(again) == 5
+    assert [t.params for t in again[:3]] == [t.params for t in trials]
+
+
+def test_multi_objective_has_pareto_front(tmp_path, capsys):
+    path = study_file(tmp_path, "objectives: {accuracy: maximize, device_seconds: minimize}\n" + TINY_SPACE
+                      + "study: {n_trials: 3, pruner: none}\n")
+    assert run(path, tmp_path) == 0
+    study = load(tmp_path)
+    assert study.metric_names == ["accuracy", "device_seconds"]
+    assert 1 <= len(study.best_trials) <= 3
+    assert "Pareto front" in capsys.readouterr().out
+
+
+def test_threshold_pruner_prunes_deterministically(tmp_path):
+    body = ("objectives: {accuracy: maximize}\n" + TINY_SPACE.replace("epochs: 1", "epochs: 3")
+            + "study: {n_trials: 2, pruner: {name: ThresholdPruner, lower: 0.999}}\n")
+    assert run(study_file(tmp_path, body), tmp_path) == 0
+    states = {t.state for t in load(tmp_path).get_trials()}
+    assert states == {optuna.trial.TrialState.PRUNED}
+
+
+def test_multi_objective_median_rule_prunes(tmp_path):
+    from momsearch.search.pruning import MedianRule
+
+    class FakeStudy:
+        def get_trials(self, deepcopy, states):
+            history = [{"epoch": 1, "accuracy": 0.8}]
+            return [optuna.trial.create_trial(values=[0.8, 1.0], user_attrs={"history": history})] * 3
+
+    class FakeTrial:
+        study = FakeStudy()
+
+    rule = MedianRule(FakeTrial(), "accuracy", "maximize", warmup=1, startup=3)
+    rule(0, {"accuracy": 0.1})  # warm-up epoch: never pruned
+    rule(1, {"accuracy": 0.9})
+    with pytest.raises(optuna.TrialPruned):
+        rule(1, {"accuracy": 0.5})
+
+
+def test_failing_user_task_stops_with_the_reason(tmp_path, capsys, monkeypatch):
+    (tmp_path / "badtask.py").write_text("def make(**kw):\n    raise RuntimeError('sensor offline')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    body = ("task: {module: 'badtask:make'}\nobjectives: {accuracy: maximize}\n" + TINY_SPACE
+            + "study: {n_trials: 3}\n")
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\n" + body)
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "sensor offline" in err and err.count("\n") == 1
+
+
+def test_report_and_optuna_cli_read_the_study(tmp_path):
+    path = study_file(tmp_path, "objectives: {accuracy: maximize}\n" + TINY_SPACE + "study: {n_trials: 3}\n")
+    assert run(path, tmp_path) == 0
+    assert main(["report", str(path), "--out", str(tmp_path / "out"), "--to", str(tmp_path / "rep")]) == 0
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert "Per update rule" in summary and "rnn/" in summary
+    assert (tmp_path / "rep" / "trials.csv").read_text().count("\n") == 4
+    assert (tmp_path / "rep" / "history.png").stat().st_size > 0
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    out = subprocess.run([str(optuna_cli), "trials", "--storage", default_url(tmp_path / "out"),
+                          "--study-name", "tiny", "-f", "json"], capture_output=True, text=True, check=True)
+    assert out.stdout.count('"number"') == 3
+
+
+def test_unknown_study_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "momsearch", "report", "nosuch", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_jobs_on_sqlite_finish_the_target(tmp_path):
+    path = study_file(tmp_path, "objectives: {accuracy: maximize}\n" + TINY_SPACE + "study: {n_trials: 6}\n")
+    assert run(path, tmp_path, "--jobs", "2") == 0
+    trials = load(tmp_path).get_trials()
+    assert len(trials) == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.number for t in trials}) == 6
