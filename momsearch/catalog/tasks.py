@@ -2,7 +2,8 @@
 
 ``metric`` is the task's own metric (recorded under that name); ``input`` is ``sequence`` (B, T, I),
 ``tokens`` (B, T) integer ids, or ``static`` (B, I); ``target`` is ``last`` (one label per sequence),
-``every`` (a label per step) or ``static``.
+``every`` (a label per step) or ``static``. Tasks with ``n_train`` get validation and test splits of
+``n_train // 4`` examples each.
 """
 
 from .params import Param
@@ -27,7 +28,7 @@ TASKS = {
         "doc": "copy memory: reproduce a short symbol string after a long blank delay",
         "metric": "accuracy", "input": "sequence", "target": "every",
         "params": {
-            "delay": Param("int", 50, "blank steps between the string and the recall cue", low=1),
+            "delay": Param("int", 50, "blank steps between the string and the recall phase (cue included)", low=1),
             "length": Param("int", 10, "symbols to remember", low=1),
             "symbols": Param("int", 8, "alphabet size", low=2),
             "n_train": _size(2000), "seed": SEED,
@@ -69,6 +70,7 @@ TASKS = {
 }
 
 USER_TASKS = {
-    "module": "{module: 'pkg.mod:fn', ...kwargs}: a function returning the task's data (see momsearch.tasks.user)",
-    "npz": "{npz: path}: arrays x_train, y_train, x_val, y_val, x_test, y_test in one .npz file",
+    "module": "{module: 'pkg.mod:fn', params: {...}}: fn(**params) returns the task's arrays "
+              "(see momsearch.tasks.user)",
+    "npz": "{npz: path}: arrays x_train, y_train, x_val, y_val, x_test, y_test (optional times_*) in one .npz file",
 }
