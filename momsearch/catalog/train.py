@@ -10,7 +10,8 @@ TRAIN = {
     "clip": Param("float", 1.0, "gradient-norm clipping (0: off)", low=0.0),
     "epochs": Param("int", 5, "training epochs", low=1),
     "batch_size": Param("int", 64, "batch size", low=1),
-    "schedule": Param("str", "none", "learning-rate schedule", choices=("none", "cosine", "step")),
+    "schedule": Param("str", "none", "per-epoch learning-rate schedule (step: x0.1 every third of the epochs)",
+                      choices=("none", "cosine", "step")),
     "early_stopping": Param("int", 0, "stop after this many epochs without validation gain (0: off)", low=0),
     "max_batches": Param("int", 0, "cap on training batches per epoch (0: all)", low=0),
 }
@@ -25,9 +26,10 @@ METRICS = {
     "train_loss": ("minimize", "training loss of the last epoch"),
     "nfe_forward": ("minimize", "mean forward function evaluations per iteration (ODE blocks)"),
     "nfe_backward": ("minimize", "mean backward function evaluations per iteration (ODE blocks, adjoint)"),
-    "nfe_total": ("minimize", "function evaluations over the whole training (ODE blocks)"),
-    "device_seconds": ("minimize", "training time synchronised on the device"),
-    "wall_seconds": ("minimize", "wall-clock training time"),
+    "nfe_total": ("minimize", "function evaluations over the whole training (ODE blocks; forward only "
+                             "when the backward is not measured)"),
+    "device_seconds": ("minimize", "training time synchronised on the device (CUDA events; CPU: process time)"),
+    "wall_seconds": ("minimize", "wall-clock training time (the same training iterations)"),
     "params": ("minimize", "trainable parameters"),
-    "peak_memory_mb": ("minimize", "peak memory during training"),
+    "peak_memory_mb": ("minimize", "peak memory in MiB (CUDA: max allocated by torch; CPU: peak RSS of the process)"),
 }
