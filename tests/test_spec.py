@@ -180,6 +180,7 @@ def test_resolve_partial_and_complete_agree():
 RESOLVE_ERRORS = [
     ({}, "config: missing 'block'"),
     ({"block": "rnm"}, "block: unknown block kind 'rnm' (did you mean 'rnn'?)"),
+    ({"block": ["rnn"]}, "block: unknown block kind ['rnn']"),
     ({"block": "rnn", "blocks.rnn.cell": "gru"}, "blocks.rnn.cell: unknown name"),
     ({"block": "rnn", "block.rnn.cel": "gru"}, "block.rnn.cel: unknown parameter 'cel' (did you mean 'cell'?)"),
     ({"block": "rnn", "block.ode.hidden_size": 3}, "block.ode.hidden_size: inactive, block is 'rnn'"),

@@ -76,6 +76,9 @@ SPACE_CASES = [
     ("train range outside", "block: rnn\ntrain: {lr: {low: 0, high: 0.1}}", "space.train.lr.low: 0.0 is outside",
      ""),
     ("non-string key", "block: {rnn: {1: 2}}", "space.block.rnn: keys must be strings", ""),
+    ("nested list of kinds", "block: [[rnn]]", "space.block: expected block kind names", ""),
+    ("zero step", "block: {rnn: {dropout: {low: 0, high: 0.5, step: 0}}}", "space.block.rnn.dropout.step: 0.0 is "
+     "outside", ""),
 ]
 
 
@@ -185,6 +188,14 @@ def test_space_file_pointing_to_a_study_file(tmp_path):
     (tmp_path / "study.yaml").write_text(STUDY_HEAD + "space: other.yaml")
     with pytest.raises(SpecError, match="^space: .*other.yaml is a study file"):
         load_study_file(tmp_path / "study.yaml")
+
+
+def test_study_file_pickles_for_worker_processes(tmp_path):
+    import pickle
+
+    (tmp_path / "s.yaml").write_text(STUDY_HEAD + "space: {block: {rnn: {rule: [plain, adam]}}}")
+    study = load_study_file(tmp_path / "s.yaml")
+    assert pickle.loads(pickle.dumps(study)) == study
 
 
 def test_spec_error_is_a_config_error():

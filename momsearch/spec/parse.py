@@ -76,7 +76,7 @@ class _Parser:
         path = self.path("block")
         kinds, contents = self.alternatives(path, value, "block kind", "block kinds")
         for kind in kinds:
-            if kind not in catalog.BLOCKS:
+            if not isinstance(kind, str) or kind not in catalog.BLOCKS:
                 raise SpecError(f"{path}: {unknown('block kind', kind, catalog.BLOCKS)}")
         branches = tuple(self.kind_scope(kind, content) for kind, content in zip(kinds, contents, strict=True))
         return Choice("block", tuple(kinds), branches)
@@ -203,7 +203,7 @@ class _Parser:
         rules = catalog.block(kind)["rules"]
         names, contents = self.alternatives(path, value, "rule", "rules")
         for rule in names:
-            if rule not in rules:
+            if not isinstance(rule, str) or rule not in rules:
                 raise SpecError(f"{path}: {unknown(f'rule for block {kind}', rule, rules)}")
         self.check_rules(path, kind, names, reach)
         branches = []

@@ -47,7 +47,7 @@ def resolve(config: Mapping[str, Any]) -> dict[str, Any]:
     params = _checked(entry["params"], found.block)
     rule_path = found.rule_name or f"block.{found.kind}.rule"
     rule = config[found.rule_name] if found.rule_name else entry["default_rule"]
-    if rule not in entry["rules"]:
+    if not isinstance(rule, str) or rule not in entry["rules"]:
         raise SpecError(f"{rule_path}: {unknown(f'rule for block {found.kind}', rule, entry['rules'])}")
     for key in entry["rule_constraints"]:
         why = rule_conflict(found.kind, rule, key, params[key])
@@ -93,7 +93,7 @@ def _collect(config: Mapping[str, Any]) -> _Found:
     if "block" not in config:
         raise SpecError(f"config: missing 'block' (the block kind: one of {', '.join(catalog.BLOCKS)})")
     kind = config["block"]
-    if kind not in catalog.BLOCKS:
+    if not isinstance(kind, str) or kind not in catalog.BLOCKS:
         raise SpecError(f"block: {unknown('block kind', kind, catalog.BLOCKS)}")
     found = _Found(kind)
     for name in config:

@@ -99,7 +99,7 @@ def _task(value: Any, base: Path) -> dict:
     rest = {k: v for k, v in data.items() if k != key}
     if key == "name":
         task = data["name"]
-        if task not in catalog.TASKS:
+        if not isinstance(task, str) or task not in catalog.TASKS:
             raise SpecError(f"task.name: {unknown('task', task, catalog.TASKS)}")
         spec = catalog.TASKS[task]["params"]
         check_keys("task", rest, spec)
@@ -125,7 +125,7 @@ def _task(value: Any, base: Path) -> dict:
 
 def _metric(path: str, name: Any, task: dict) -> None:
     """Check a metric name exists and fits the task (no ``accuracy`` on a regression task)."""
-    if name not in catalog.METRICS:
+    if not isinstance(name, str) or name not in catalog.METRICS:
         raise SpecError(f"{path}: {unknown('metric', name, catalog.METRICS)}")
     own = catalog.TASKS[task["name"]]["metric"] if "name" in task else None
     base = name.removeprefix("test_")
