@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_space": "momsearch.spec",
     "load_study_file": "momsearch.spec",
-    "build": "momsearch.build",
-    "export": "momsearch.export",
+    "build": "momsearch.builder",
+    "export": "momsearch.search.exporting",
     "catalog": "momsearch.catalog",
     "MomsearchError": "momsearch.errors",
     "ConfigError": "momsearch.errors",

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 import torch
 
-from ..build import build
+from ..builder import build
 from ..errors import MomsearchError
 from ..spec import resolve
 from ..train import fit
