@@ -1,5 +1,6 @@
 """Blocks: ``nn.Module``s that receive an update rule. RNN cells, neural-ODE blocks and attention."""
 
+from .ode import ODERNN, ODEBlock
 from .rnn import RNN
 
-__all__ = ["RNN"]
+__all__ = ["ODEBlock", "ODERNN", "RNN"]

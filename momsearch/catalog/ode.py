@@ -6,7 +6,11 @@ SOLVERS = (
     "dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun", "euler", "midpoint", "heun2", "heun3",
     "rk4", "explicit_adams", "implicit_adams", "fixed_adams", "scipy_solver",
 )
-FIXED_STEP_SOLVERS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
+FIXED_STEP_SOLVERS = (
+    "euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams",
+)
+# adaptive Runge-Kutta methods: they take ``jump_t`` (times where the dynamics are discontinuous)
+ADAPTIVE_RK_SOLVERS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
 
 GAMMA = Param("float", 0.05, "initial damping gamma = sigmoid(theta)", low=0.0, high=1.0, low_open=True, high_open=True)
 
@@ -21,8 +25,10 @@ RULES = {
         "restart_every": Param("float", 1.0, "restart the clock every R time units (0: never)", low=0.0),
     },
     "adam": {
-        "beta1_init": Param("float", 0.5, "initial beta1 = sigmoid(.)", low=0.0, high=1.0, low_open=True, high_open=True),
-        "beta2_init": Param("float", 0.5, "initial beta2 = sigmoid(.)", low=0.0, high=1.0, low_open=True, high_open=True),
+        "beta1_init": Param("float", 0.5, "initial beta1 = sigmoid(.)", low=0.0, high=1.0, low_open=True,
+                            high_open=True),
+        "beta2_init": Param("float", 0.5, "initial beta2 = sigmoid(.)", low=0.0, high=1.0, low_open=True,
+                            high_open=True),
         "eps": Param("float", 1e-6, "added inside the square root", low=0.0, low_open=True),
     },
 }
@@ -30,7 +36,8 @@ RULES = {
 PARAMS = {
     "hidden_size": Param("int", 20, "width of the vector-field MLP", low=1),
     "depth": Param("int", 2, "hidden layers of the vector-field MLP", low=1),
-    "activation": Param("str", "tanh", "activation of the vector-field MLP", choices=("tanh", "relu", "softplus", "elu")),
+    "activation": Param("str", "tanh", "activation of the vector-field MLP",
+                        choices=("tanh", "relu", "softplus", "elu")),
     "solver": Param("str", "dopri5", "torchdiffeq method", choices=SOLVERS),
     "step_size": Param("float", 0.1, "step size of fixed-step solvers", low=0.0, low_open=True),
     "rtol": Param("float", 1e-3, "relative tolerance", low=0.0, low_open=True),

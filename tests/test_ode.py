@@ -1,0 +1,401 @@
+"""Neural-ODE blocks: rule dynamics against DESIGN §3.2, closed-form solutions, NFE accounting, ODE-RNN."""
+
+import inspect
+import math
+
+import pytest
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from momsearch import catalog
+from momsearch import rules as discrete_rules
+from momsearch.blocks import ODERNN, ODEBlock
+from momsearch.builder import build_block_model
+from momsearch.errors import ConfigError, NFEBudgetExceeded
+from momsearch.rules import ode as ode_rules
+
+RULE_NAMES = list(ode_rules.RULES)
+CELLS = catalog.ode.PARAMS["cell"].choices
+# non-default hyperparameters, so a swapped or ignored argument shows
+TEST_PARAMS = {
+    "plain": {},
+    "heavy_ball": {"gamma_init": 0.3},
+    "generalized_heavy_ball": {"gamma_init": 0.3, "xi_init": 0.7},
+    "nesterov_restart": {"restart_every": 0.5},
+    "adam": {"beta1_init": 0.3, "beta2_init": 0.6, "eps": 1e-3},
+}
+
+
+def make_rule(name: str, **overrides) -> ode_rules.ODERule:
+    return ode_rules.RULES[name](**{**TEST_PARAMS[name], **overrides})
+
+
+def reference_derivative(rule: ode_rules.ODERule, f, t, h, m, v):
+    """DESIGN §3.2 written out, learnable coefficients at their initial values: (dh, dm, dv)."""
+    p = rule.params()
+    if rule.name == "plain":
+        return f(h), None, None
+    if rule.name == "heavy_ball":
+        return m, -p["gamma_init"] * m + f(h), None
+    if rule.name == "generalized_heavy_ball":
+        return torch.tanh(m), -p["gamma_init"] * m + f(h) - p["xi_init"] * h, None
+    if rule.name == "nesterov_restart":
+        R = p["restart_every"]
+        # tau = 1 + (t mod R), the restart taking effect just after t = R, 2R, ...
+        tau = 1 + (t - R * torch.clamp(torch.ceil(t / R) - 1, min=0) if R > 0 else t)
+        return m, -(3 / tau) * m + f(h), None
+    if rule.name == "adam":
+        fh = f(h)
+        return m / torch.sqrt(v + p["eps"]), p["beta1_init"] * (fh - m), p["beta2_init"] * (fh * fh - v)
+    raise AssertionError(f"no reference for rule {rule.name}: add its DESIGN equations here")
+
+
+def field_mlp(n: int = 3) -> nn.Module:
+    return nn.Sequential(nn.Linear(n, 5), nn.Tanh(), nn.Linear(5, n)).double()
+
+
+class Counting(nn.Module):
+    """Wraps a field and counts its calls: the ground truth for the block's NFE counters."""
+
+    def __init__(self, field: nn.Module):
+        super().__init__()
+        self.field, self.calls = field, 0
+
+    def forward(self, h):
+        self.calls += 1
+        return self.field(h)
+
+
+class Linear(nn.Module):
+    """f(h) = h Aᵀ with a fixed matrix: the hand-fixed vector field of the closed-form tests."""
+
+    def __init__(self, A: torch.Tensor):
+        super().__init__()
+        self.register_buffer("A", A)
+
+    def forward(self, h):
+        return h @ self.A.T
+
+
+# ---------------------------------------------------------------- rules
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_rule_defaults_match_catalog(name):
+    rule = ode_rules.RULES[name]()
+    assert rule.name == name
+    assert rule.params() == {k: p.default for k, p in catalog.ode.RULES[name].items()}
+    assert type(discrete_rules.make(name, block="ode")) is type(rule)
+
+
+def test_rule_arguments_checked():
+    with pytest.raises(ConfigError, match="gamma_init"):
+        ode_rules.HeavyBall(gamma_init=1.0)
+    with pytest.raises(ConfigError, match="xi_init"):
+        ode_rules.GeneralizedHeavyBall(xi_init=0.0)
+    with pytest.raises(ConfigError, match="restart_every"):
+        ode_rules.NesterovRestart(restart_every=-1.0)
+    with pytest.raises(ConfigError, match="mu"):
+        discrete_rules.make("heavy_ball", block="ode", mu=0.5)
+
+
+@pytest.fixture
+def float64():
+    """Create modules in float64, so learnable coefficients hold their initial values exactly."""
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+@pytest.mark.parametrize("t", [0.7, 1.0, 1.3, "per_row"])
+def test_vector_field_matches_design(name, t, float64):
+    torch.manual_seed(1)
+    B, n = 4, 3
+    rule = make_rule(name)
+    f = field_mlp(n)
+    dynamics = rule.dynamics(f).double()
+    t = torch.rand(B, 1, dtype=torch.float64) * 2 if t == "per_row" else torch.tensor(t, dtype=torch.float64)
+    z = torch.randn(B, rule.components, n, dtype=torch.float64)  # (B, k, n)
+    if rule.components == 3:
+        z[:, 2] = z[:, 2].abs()  # v >= 0
+    parts = list(z.unbind(1)) + [None] * (3 - rule.components)
+    expected = [d for d in reference_derivative(rule, f, t, *parts) if d is not None]
+    torch.testing.assert_close(dynamics(t, z), torch.stack(expected, 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_nesterov_never_restarting_and_learnable_coefficients(name, float64):
+    rule = make_rule(name, restart_every=0.0) if name == "nesterov_restart" else make_rule(name)
+    f = field_mlp()
+    dynamics = rule.dynamics(f).double()
+    t = torch.tensor(2.5, dtype=torch.float64)
+    z = torch.rand(2, rule.components, 3, dtype=torch.float64)
+    parts = list(z.unbind(1)) + [None] * (3 - rule.components)
+    expected = [d for d in reference_derivative(rule, f, t, *parts) if d is not None]
+    out = dynamics(t, z)
+    torch.testing.assert_close(out, torch.stack(expected, 1), rtol=1e-12, atol=1e-12)
+    out.square().sum().backward()
+    own = [p for n_, p in dynamics.named_parameters() if not n_.startswith("field.")]
+    assert len(own) == {"plain": 0, "heavy_ball": 1, "generalized_heavy_ball": 2, "nesterov_restart": 0,
+                        "adam": 2}[name]
+    assert all(p.grad is not None and p.grad.abs() > 0 for p in own)
+
+
+# ---------------------------------------------------------------- closed forms
+
+
+@pytest.mark.parametrize("solver,options", [("dopri5", None), ("rk4", {"step_size": 0.01})])
+def test_plain_linear_field_is_a_matrix_exponential(solver, options):
+    A = torch.tensor([[-1.0, 2.0], [-2.0, -0.5]], dtype=torch.float64)
+    block = ODEBlock(dim=2, t1=1.5, rule=ode_rules.Plain(), field=Linear(A), solver=solver, options=options,
+                     rtol=1e-10, atol=1e-10).double()
+    h0 = torch.randn(3, 2, dtype=torch.float64)
+    exact = h0 @ torch.linalg.matrix_exp(1.5 * A).T  # (B, 2)
+    torch.testing.assert_close(block(h0), exact, rtol=1e-7, atol=1e-7)
+
+
+def test_heavy_ball_is_a_damped_oscillator():
+    k, gamma, t1 = 4.0, 0.3, 3.0
+    field = Linear(-k * torch.eye(2, dtype=torch.float64))
+    block = ODEBlock(dim=2, t1=t1, rule=ode_rules.HeavyBall(gamma_init=gamma), field=field,
+                     rtol=1e-10, atol=1e-10).double()
+    h0 = torch.randn(3, 2, dtype=torch.float64)
+    # h'' + gamma h' + k h = 0, h(0) = h0, h'(0) = m0 = 0
+    w = math.sqrt(k - gamma**2 / 4)
+    exact = h0 * math.exp(-gamma * t1 / 2) * (math.cos(w * t1) + gamma / (2 * w) * math.sin(w * t1))
+    torch.testing.assert_close(block(h0), exact, rtol=1e-7, atol=1e-7)
+
+
+# ---------------------------------------------------------------- NFE
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_nfe_counts_every_field_call(name):
+    field = Counting(field_mlp(2))
+    block = ODEBlock(dim=2, rule=make_rule(name), field=field).double()
+    y = block(torch.randn(8, 2, dtype=torch.float64))
+    assert block.nfe_forward == field.calls > 0
+    # dopri5: 2 + 6 per attempted step, + 1 after each jump in t it is told to step onto
+    assert (block.nfe_forward - 2 - len(block.flow.rule.discontinuities(1.0))) % 6 == 0
+    assert block.nfe_backward == 0
+    y.square().sum().backward()
+    assert block.nfe_backward == field.calls - block.nfe_forward > 0
+    calls = field.calls
+    block(torch.randn(8, 2, dtype=torch.float64))  # a new forward resets both counts
+    assert block.nfe_forward == field.calls - calls and block.nfe_backward == 0
+
+
+def test_rk4_does_four_evaluations_per_step():
+    field = Counting(field_mlp(2))
+    block = ODEBlock(dim=2, t1=1.0, solver="rk4", options={"step_size": 0.25}, field=field, adjoint=False)
+    block.double()(torch.randn(4, 2, dtype=torch.float64)).sum().backward()
+    assert block.nfe_forward == field.calls == 16
+    assert block.nfe_backward is None  # replayed autograd graph: not measured, never 0
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+@pytest.mark.parametrize("seminorm", [False, True])
+def test_adjoint_gradients_match_direct_backprop(name, seminorm):
+    torch.manual_seed(2)
+    kwargs = dict(dim=2, hidden_size=6, rule=make_rule(name), m0="learned", rtol=1e-9, atol=1e-9)
+    direct = ODEBlock(adjoint=False, **kwargs).double()
+    adjoint = ODEBlock(adjoint=True, seminorm=seminorm, **kwargs).double()
+    adjoint.load_state_dict(direct.state_dict())
+    h0 = torch.randn(5, 2, dtype=torch.float64)
+    target = torch.randn(5, 2, dtype=torch.float64)
+    for block in (direct, adjoint):
+        (block(h0) - target).square().sum().backward()
+    assert adjoint.nfe_backward > 0 and direct.nfe_backward is None
+    for (pname, p), q in zip(direct.named_parameters(), adjoint.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=lambda m, pname=pname: f"{pname}: {m}")
+
+
+def test_seminorm_drops_parameter_adjoints_from_error_control():
+    torch.manual_seed(3)
+    plain = ODEBlock(dim=2, rule=ode_rules.HeavyBall()).double()
+    semi = ODEBlock(dim=2, rule=ode_rules.HeavyBall(), seminorm=True).double()
+    semi.load_state_dict(plain.state_dict())
+    h0 = torch.randn(16, 2, dtype=torch.float64)
+    for block in (plain, semi):
+        block(h0).square().sum().backward()
+    assert semi.nfe_forward == plain.nfe_forward
+    assert 0 < semi.nfe_backward < plain.nfe_backward
+
+
+def test_max_nfe_raises_in_forward_and_backward():
+    with pytest.raises(NFEBudgetExceeded, match="max_nfe=5"):
+        ODEBlock(dim=2, max_nfe=5)(torch.randn(4, 2))
+    torch.manual_seed(4)
+    free = ODEBlock(dim=2, max_nfe=0).double()
+    h0 = torch.randn(16, 2, dtype=torch.float64)
+    free(h0).square().sum().backward()
+    assert free.nfe_backward > free.nfe_forward  # parameter adjoints make the backward solve longer
+    tight = ODEBlock(dim=2, max_nfe=free.nfe_forward).double()
+    tight.load_state_dict(free.state_dict())
+    y = tight(h0)  # the forward solve fits the budget exactly
+    with pytest.raises(NFEBudgetExceeded, match=f"max_nfe={free.nfe_forward}: one adjoint backward"):
+        y.square().sum().backward()
+
+
+def test_max_nfe_is_per_solve_in_the_ode_rnn():
+    x = torch.randn(2, 5, 3)
+    kwargs = dict(solver="rk4", options={"step_size": 0.25}, adjoint=False)
+    rnn = ODERNN(3, 4, max_nfe=16, **kwargs)
+    rnn(x)
+    assert rnn.nfe_forward == 4 * 16  # four gaps, 4 steps of 4 evaluations each
+    with pytest.raises(NFEBudgetExceeded, match="max_nfe=15"):
+        ODERNN(3, 4, max_nfe=15, **kwargs)(x)
+
+
+# ---------------------------------------------------------------- ODE block options
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+@pytest.mark.parametrize("m0", ["zero", "learned"])
+def test_block_shapes_augment_and_m0(name, m0):
+    block = ODEBlock(dim=3, augment=2, rule=make_rule(name), m0=m0, hidden_size=8, depth=1, activation="elu")
+    y = block(torch.randn(4, 3))
+    assert y.shape == (4, 5) and block.output_size == 5
+    y.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in block.parameters())
+
+
+def test_learned_m0_starts_at_zero_momentum():
+    zero = ODEBlock(dim=2, rule=ode_rules.HeavyBall(), m0="zero")
+    learned = ODEBlock(dim=2, rule=ode_rules.HeavyBall(), m0="learned")
+    learned.load_state_dict(zero.state_dict(), strict=False)
+    h0 = torch.randn(4, 2)
+    torch.testing.assert_close(learned(h0), zero(h0))
+    learned(h0).square().sum().backward()
+    grads = [p.grad for n, p in learned.named_parameters() if "m0_net" in n]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_block_defaults_match_catalog():
+    for cls in (ODEBlock, ODERNN):
+        for pname, param in inspect.signature(cls).parameters.items():
+            if pname in catalog.ode.PARAMS:
+                assert param.default == catalog.ode.PARAMS[pname].default, (cls.__name__, pname)
+
+
+# ---------------------------------------------------------------- ODE-RNN
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_ode_rnn_shapes_and_gradients(cell, name):
+    rnn = ODERNN(3, 4, cell=cell, rule=make_rule(name), hidden_size=6, m0="learned")
+    x = torch.randn(2, 5, 3)
+    times = torch.rand(2, 5).cumsum(1)
+    out = rnn(x, times)
+    assert out.shape == (2, 5, 4) and rnn.output_size == 4
+    assert rnn.nfe_forward > 0
+    out.square().sum().backward()
+    assert rnn.nfe_backward > 0
+    for pname, p in rnn.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        if "m0_net.0" not in pname:  # the learned m0 starts at 0, so its first layer starts without gradient
+            assert p.grad.abs().sum() > 0, pname
+
+
+def test_ode_rnn_times_forms_agree():
+    rnn = ODERNN(3, 4, rule=ode_rules.HeavyBall()).double()
+    x = torch.randn(3, 6, 3, dtype=torch.float64)
+    unit = rnn(x)
+    torch.testing.assert_close(rnn(x, torch.arange(6.0)), unit)
+    torch.testing.assert_close(rnn(x, torch.arange(6.0).expand(3, 6) + 10.0), unit)  # only gaps matter
+    assert unit.shape == (3, 6, 4)
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_ode_rnn_irregular_times_match_a_real_time_reference(name):
+    torch.manual_seed(5)
+    B, T, I, S = 3, 4, 2, 3
+    rule = make_rule(name)
+    field = field_mlp(S)
+    rnn = ODERNN(I, S, cell="lstm", rule=rule, field=field, rtol=1e-9, atol=1e-9).double()
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    times = (torch.rand(B, T, dtype=torch.float64) + 0.1).cumsum(1)  # (B, T), different gaps per row
+    out = rnn(x, times)
+    with torch.no_grad():
+        for b in range(B):
+            def derivative(t, state):
+                h, m, v = list(state) + [None] * (3 - len(state))
+                return tuple(d for d in reference_derivative(rule, field, t, h, m, v) if d is not None)
+
+            h, c = rnn.cell(x[b : b + 1, 0], (torch.zeros(1, S, dtype=torch.float64),) * 2)
+            state = (h, torch.zeros_like(h), torch.zeros_like(h))[: rule.components]
+            expected = [h]
+            for i in range(1, T):
+                span = torch.stack((times[b, i - 1], times[b, i])) - times[b, 0]  # time since the first one
+                state = tuple(s[-1] for s in odeint(derivative, state, span, rtol=1e-9, atol=1e-9))
+                h, c = rnn.cell(x[b : b + 1, i], (state[0], c))
+                state = (h,) + state[1:]
+                expected.append(h)
+            torch.testing.assert_close(out[b], torch.cat(expected), rtol=1e-6, atol=1e-6)
+
+
+def test_ode_rnn_per_row_times_are_independent_with_a_fixed_grid():
+    rnn = ODERNN(2, 3, rule=ode_rules.NesterovRestart(), solver="rk4", options={"step_size": 0.5}).double()
+    x = torch.randn(2, 5, 2, dtype=torch.float64)
+    times = torch.tensor([[0.0, 0.5, 2.0, 2.1, 4.0], [1.0, 1.2, 1.3, 3.0, 3.5]], dtype=torch.float64)
+    both = rnn(x, times)
+    for b in range(2):
+        torch.testing.assert_close(both[b], rnn(x[b : b + 1], times[b])[0], rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(solver="dorpi5"), r"unknown solver 'dorpi5' \(did you mean 'dopri5'\?\); valid: dopri8, dopri5, bosh3"),
+        (dict(rtol=0.0), "rtol=0.0"),
+        (dict(atol=-1e-3), "atol=-0.001"),
+        (dict(rule=discrete_rules.HeavyBall()), "rule=HeavyBall.*not a continuous-time rule"),
+        (dict(rule="heavy_ball"), "rule='heavy_ball'"),
+        (dict(m0="random"), "unknown m0 'random'"),
+        (dict(activation="gelu"), "unknown activation"),
+        (dict(t1=0.0), "t1=0.0"),
+        (dict(augment=-1), "augment=-1"),
+        (dict(max_nfe=-1), "max_nfe=-1"),
+        (dict(depth=0), "depth=0"),
+        (dict(solver="rk4", options={"step_sise": 0.1}), "options=.*step_sise.*rk4"),
+        (dict(solver="rk4", options={"step_size": 0.0}), "options: step_size=0.0"),
+        (dict(options=[("step_size", 0.1)]), "options=.*must be a dict"),
+    ],
+)
+def test_bad_block_arguments(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ODEBlock(dim=2, **kwargs)
+
+
+def test_bad_shapes_and_times():
+    with pytest.raises(ConfigError, match=r"h0: expected shape \(B, 2\), got \(4, 3\)"):
+        ODEBlock(dim=2)(torch.randn(4, 3))
+    with pytest.raises(ConfigError, match="dim=0"):
+        ODEBlock(dim=0)
+    rnn = ODERNN(3, 4)
+    with pytest.raises(ConfigError, match=r"x: expected shape \(B, T >= 1, 3\), got \(2, 3\)"):
+        rnn(torch.randn(2, 3))
+    with pytest.raises(ConfigError, match=r"times: expected shape \(2, 5\) or \(5,\)"):
+        rnn(torch.randn(2, 5, 3), torch.arange(4.0))
+    with pytest.raises(ConfigError, match="times: must be non-decreasing"):
+        rnn(torch.randn(2, 5, 3), torch.tensor([0.0, 1.0, 0.5, 2.0, 3.0]))
+    with pytest.raises(ConfigError, match="unknown cell 'rnn'"):
+        ODERNN(3, 4, cell="rnn")
+
+
+# ---------------------------------------------------------------- build
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_build_makes_ode_models(name):
+    static = build_block_model("ode", {"hidden_size": 8}, name, {}, 2, 2, input="static", target="static")
+    assert static(torch.randn(5, 2)).shape == (5, 2)
+    seq = build_block_model("ode", {"rnn_hidden_size": 6, "solver": "rk4", "step_size": 0.5}, name, {}, 3, 4,
+                            input="sequence", target="every")
+    assert seq(torch.randn(2, 5, 3), torch.rand(2, 5).cumsum(1)).shape == (2, 5, 4)
