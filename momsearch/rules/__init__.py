@@ -33,12 +33,12 @@ def make(name: str, block: str = "rnn", **params):
     Raises:
         ConfigError: unknown block kind, a rule the block kind does not have, or a bad parameter.
     """
-    catalog.rule_params(block, name)  # raises with the valid choices
+    spec = catalog.rule_params(block, name)  # raises with the valid choices
     if block == "ode":
         from . import ode
 
         return ode.RULES[name](**params)
-    return RULES[name](**params)
+    return RULES[name](**catalog.check_params(f"rule {name}", spec, params))
 
 
 __all__ = ["Rule", "Plain", "HeavyBall", "NesterovRestart", "Adam", "RMSProp", "RULES", "make"]

@@ -1,0 +1,65 @@
+"""First-order linear recurrences y_t = a_t·y_{t-1} + s·x_t with scalar coefficients, in chunked closed form.
+
+Inside a chunk of C steps the recurrence is one product with the lower-triangular transfer matrix
+L[j, i] = a_{i+1}···a_j; across chunks only the end states are carried (T/C sequential steps). Every
+factor is a product of coefficients in [0, 1), so nothing overflows (no a^(-t) factors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def transfer(coeff: Sequence[float], chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-chunk transfer matrices and decays of a coefficient sequence, in float64.
+
+    Args:
+        coeff: a_t for the T steps.
+        chunk: chunk length C.
+
+    Returns:
+        ``(L, P)``: L (n, C, C) with L[k, j, i] = a_{kC+i+1}···a_{kC+j} for i <= j (0 above the diagonal),
+        P (n, C) with P[k, j] = a_{kC}···a_{kC+j}, the decay of the state carried into chunk k. Steps past
+        T (padding) get a = 1.
+    """
+    a = torch.as_tensor(coeff, dtype=torch.float64)  # (T,)
+    n = -(-a.numel() // chunk)
+    a = F.pad(a, (0, n * chunk - a.numel()), value=1.0).view(n, chunk)  # (n, C)
+    L = torch.zeros(n, chunk, chunk, dtype=torch.float64)  # (n, C, C)
+    L[:, 0, 0] = 1.0
+    for j in range(1, chunk):
+        L[:, j, :j] = a[:, j, None] * L[:, j - 1, :j]  # (n, j)
+        L[:, j, j] = 1.0
+    return L, torch.cumprod(a, dim=1)  # (n, C, C), (n, C)
+
+
+def scan(x: torch.Tensor, coeff: Sequence[float], scale: float, init: torch.Tensor | None = None,
+         chunk: int = 16) -> torch.Tensor:
+    """Run y_t = a_t·y_{t-1} + scale·x_t over the leading (time) axis.
+
+    Args:
+        x: (T, B, F) inputs, time-major.
+        coeff: the T coefficients a_t (floats in [0, 1]).
+        scale: the constant input scale s.
+        init: (B, F) state before the first step; None means zeros.
+        chunk: steps per chunk of the closed form.
+
+    Returns:
+        (T, B, F) the states y_1..y_T; differentiable with respect to ``x`` and ``init``.
+    """
+    T, rest = x.shape[0], x.shape[1:]
+    L, P = transfer(coeff, chunk)
+    n = L.shape[0]
+    L, P = L.to(x), P.to(x)  # (n, C, C), (n, C)
+    xs = F.pad(x.reshape(T, -1), (0, 0, 0, n * chunk - T)).view(n, chunk, -1)  # (n, C, N)
+    local = torch.matmul(L, xs) * scale  # (n, C, N) states of each chunk started from zero
+    carry = x.new_zeros(xs.shape[-1]) if init is None else init.reshape(-1)  # (N,)
+    starts = [carry]
+    for k in range(n - 1):
+        carry = torch.add(local[k, -1], carry, alpha=float(P[k, -1]))  # (N,) state at the end of chunk k
+        starts.append(carry)
+    y = torch.addcmul(local, P[:, :, None], torch.stack(starts)[:, None, :])  # (n, C, N)
+    return y.view(n * chunk, *rest)[:T]  # (T, B, F)

@@ -1,0 +1,270 @@
+"""The recurrent block against torch's modules and a step-by-step float64 reference of DESIGN §3.1."""
+
+import pytest
+import torch
+from torch import nn
+
+from momsearch.blocks import RNN
+from momsearch.blocks.rnn import RNNState
+from momsearch.builder import build_block_model
+from momsearch.catalog.rnn import CELLS
+from momsearch.errors import ConfigError
+from momsearch.rules import RULES, HeavyBall, Plain
+
+TORCH_TWINS = {"lstm": nn.LSTM, "gru": nn.GRU, "tanh": nn.RNN}
+# hyperparameters away from the defaults; a rule missing here is tested with its catalog defaults
+HYPER = {
+    "heavy_ball": {"mu": 0.7, "s": 0.8},
+    "nesterov_restart": {"s": 0.5, "restart_every": 3},
+    "adam": {"mu": 0.5, "s": 0.7, "beta": 0.9, "eps": 1e-3},
+    "rmsprop": {"s": 0.6, "beta": 0.8},
+}
+B, T, I, H = 2, 7, 3, 4
+
+
+def make_rule(name):
+    return RULES[name](**HYPER.get(name, {}))
+
+
+def weights(rnn, k):
+    """Layer k's weights as the reference uses them (the orthogonal W_hh through its parametrization)."""
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "bias_modrelu")
+    return {n: getattr(rnn, f"{n}_l{k}") for n in names if hasattr(rnn, f"{n}_l{k}")}
+
+
+def reference_layer(cell, rule, w, x, state):
+    """One layer, one step at a time, straight from the DESIGN §3.1 table. x: (B, T, in), batch first."""
+    Hs = w["weight_hh"].shape[1]
+    h, c, v, m, y, step = state["h"], state["c"], state["v"], state["m"], state["y"], state["step"]
+    outs = []
+    for t in range(x.shape[1]):
+        g = x[:, t] @ w["weight_ih"].T + (w["bias_ih"] if "bias_ih" in w else 0)  # (B, G)
+        r = h @ w["weight_hh"].T + (w["bias_hh"] if "bias_hh" in w else 0)  # (B, G) = W_hh h + b_hh
+        pre = None  # full pre-activation of lstm/tanh/orthogonal
+        if rule.name == "plain":
+            drive = g
+        elif rule.name == "heavy_ball":
+            v = rule.mu * v + rule.s * g
+            drive = v
+        elif rule.name in ("adam", "rmsprop"):
+            v = rule.mu * v + rule.s * g
+            m = rule.beta * m + (1 - rule.beta) * g**2
+            drive = v / torch.sqrt(m + rule.eps)
+        elif rule.name == "nesterov_restart":
+            k = (step + t) % rule.restart_every + 1 if rule.restart_every > 0 else step + t + 1
+            ct = (k - 1) / (k + 2)
+            if cell in ("lstm", "tanh"):
+                y_new = r - rule.s * g
+                pre = y_new + ct * (y_new - y)
+                y = y_new
+            else:
+                v = ct * v + rule.s * g
+                drive = v
+        else:
+            raise NotImplementedError(f"no reference for rule {rule.name}")
+        if cell == "gru":
+            rr = torch.sigmoid(drive[:, :Hs] + r[:, :Hs])
+            zz = torch.sigmoid(drive[:, Hs:2 * Hs] + r[:, Hs:2 * Hs])
+            n = torch.tanh(drive[:, 2 * Hs:] + rr * r[:, 2 * Hs:])
+            h = (1 - zz) * n + zz * h
+        else:
+            pre = drive + r if pre is None else pre
+            if cell == "lstm":
+                i, f, gg, o = pre.split(Hs, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            elif cell == "tanh":
+                h = torch.tanh(pre)
+            elif cell == "orthogonal":
+                h = torch.sign(pre) * torch.relu(pre.abs() + w["bias_modrelu"])
+            else:
+                raise NotImplementedError(f"no reference for cell {cell}")
+        outs.append(h)
+    return torch.stack(outs, dim=1), h, c
+
+
+def reference(rnn, x):
+    """The whole stack from a zero state (dropout off). Returns outputs (B, T, H) and final h per layer."""
+    G = rnn.weight_hh_l0.shape[0]
+    finals = []
+    for k in range(rnn.num_layers):
+        zeros = x.new_zeros(x.shape[0], G)
+        state = dict(h=x.new_zeros(x.shape[0], rnn.hidden_size), c=x.new_zeros(x.shape[0], rnn.hidden_size),
+                     v=zeros, m=zeros, y=zeros, step=0)
+        x, h, _ = reference_layer(rnn.cell, rnn.rule, weights(rnn, k), x, state)
+        finals.append(h)
+    return x, finals
+
+
+def loss_of(out, finals, seed=1):
+    """A loss that weighs every output and every final hidden state differently."""
+    gen = torch.Generator().manual_seed(seed)
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum()
+    for h in finals:
+        loss = loss + (h * torch.randn(h.shape, generator=gen, dtype=h.dtype)).sum()
+    return loss
+
+
+@pytest.mark.parametrize("rule_name", list(RULES))
+@pytest.mark.parametrize("cell", CELLS)
+def test_matches_the_step_by_step_reference(cell, rule_name):
+    rnn = RNN(I, H, cell=cell, rule=make_rule(rule_name), num_layers=2, batch_first=True).double()
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    out, state = rnn(x)
+    ref_out, ref_finals = reference(rnn, x)
+    torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=0)
+    for layer, ref_h in zip(state.layers, ref_finals, strict=True):
+        torch.testing.assert_close(layer.h, ref_h, atol=1e-10, rtol=0)
+    params = list(rnn.parameters())
+    grads = torch.autograd.grad(loss_of(out, [ls.h for ls in state.layers]), params)
+    ref_grads = torch.autograd.grad(loss_of(ref_out, ref_finals), params)
+    for p, got, want in zip(params, grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0, msg=lambda m, p=p: f"{p.shape}: {m}")
+
+
+@pytest.mark.parametrize("rule_name", list(RULES))
+@pytest.mark.parametrize("cell", CELLS)
+def test_state_continues_the_sequence_exactly(cell, rule_name):
+    """Three pieces (cut at steps 4 and 5, so across a Nesterov restart at R = 3) equal one run."""
+    rnn = RNN(I, H, cell=cell, rule=make_rule(rule_name), num_layers=2).double()
+    x = torch.randn(T, B, I, dtype=torch.float64)  # time-major
+    whole, final = rnn(x)
+    out_a, state = rnn(x[:4])
+    out_b, state = rnn(x[4:5], state)
+    out_c, state = rnn(x[5:], state.detach())
+    assert state.step == final.step == T
+    torch.testing.assert_close(torch.cat([out_a, out_b, out_c]), whole, atol=1e-12, rtol=0)
+    for got, want in zip(state.layers, final.layers, strict=True):
+        for a, b in zip(got, want, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("cell", list(TORCH_TWINS))
+def test_plain_equals_the_torch_module(cell, batch_first):
+    twin = TORCH_TWINS[cell](I, H, num_layers=2, batch_first=batch_first).double()
+    rnn = RNN(I, H, cell=cell, rule=Plain(), num_layers=2, batch_first=batch_first).double()
+    rnn.load_state_dict(twin.state_dict())
+    assert [n for n, _ in rnn.named_parameters()] == [n for n, _ in twin.named_parameters()]
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=torch.float64)
+    out, state = rnn(x)
+    ref_out, ref_hx = twin(x)
+    ref_h = ref_hx[0] if cell == "lstm" else ref_hx
+    torch.testing.assert_close(out, ref_out, atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.stack([ls.h for ls in state.layers]), ref_h, atol=1e-12, rtol=0)
+    if cell == "lstm":
+        torch.testing.assert_close(torch.stack([ls.c for ls in state.layers]), ref_hx[1], atol=1e-12, rtol=0)
+    grads = torch.autograd.grad(loss_of(out, []), list(rnn.parameters()))
+    ref_grads = torch.autograd.grad(loss_of(ref_out, []), list(twin.parameters()))
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    twin.load_state_dict(rnn.state_dict())  # and back into torch
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_heavy_ball_without_momentum_equals_plain(cell):
+    plain = RNN(I, H, cell=cell, rule=Plain(), num_layers=2, batch_first=True).double()
+    hb = RNN(I, H, cell=cell, rule=HeavyBall(mu=0.0, s=1.0), num_layers=2, batch_first=True).double()
+    hb.load_state_dict(plain.state_dict())
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    out, _ = plain(x)
+    hb_out, _ = hb(x)
+    torch.testing.assert_close(hb_out, out, atol=1e-12, rtol=0)
+    for got, want in zip(torch.autograd.grad(loss_of(hb_out, []), list(hb.parameters())),
+                         torch.autograd.grad(loss_of(out, []), list(plain.parameters())), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("rule_name", list(RULES))
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradcheck(cell, rule_name):
+    rnn = RNN(2, 2, cell=cell, rule=make_rule(rule_name), num_layers=2, batch_first=True).double()
+    names = [n for n, _ in rnn.named_parameters()]
+    x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+
+    def run(x, *params):
+        out, state = torch.func.functional_call(rnn, dict(zip(names, params, strict=True)), (x,))
+        return out, state.layers[-1].h
+
+    params = tuple(p.detach().clone().requires_grad_() for p in rnn.parameters())
+    assert torch.autograd.gradcheck(run, (x, *params))
+
+
+@pytest.mark.parametrize("rule_name", list(RULES))
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_follows_the_float64_reference(cell, rule_name):
+    rnn = RNN(I, H, cell=cell, rule=make_rule(rule_name), batch_first=True)
+    x = torch.randn(B, T, I)
+    out, state = rnn(x)
+    assert out.dtype == state.layers[0].h.dtype == torch.float32
+    ref_out, _ = reference(rnn.double(), x.double())
+    torch.testing.assert_close(out.double(), ref_out, atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_acts_between_layers_in_training_only():
+    rnn = RNN(I, H, cell="lstm", rule=HeavyBall(), num_layers=2, dropout=0.5, batch_first=True).double()
+    no_dropout = RNN(I, H, cell="lstm", rule=HeavyBall(), num_layers=2, batch_first=True).double()
+    no_dropout.load_state_dict(rnn.state_dict())
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    torch.testing.assert_close(rnn.eval()(x)[0], no_dropout(x)[0])
+    out, _ = rnn.train()(x)
+    assert torch.isfinite(out).all() and not torch.allclose(out, no_dropout(x)[0])
+
+
+def test_orthogonal_recurrent_weight_stays_orthogonal():
+    rnn = RNN(I, H, cell="orthogonal", rule=HeavyBall()).double()
+    opt = torch.optim.SGD(rnn.parameters(), lr=0.5)
+    for _ in range(3):
+        opt.zero_grad()
+        rnn(torch.randn(T, B, I, dtype=torch.float64))[0].pow(2).sum().backward()
+        opt.step()
+    w = rnn.weight_hh_l0
+    torch.testing.assert_close(w @ w.T, torch.eye(H, dtype=torch.float64), atol=1e-6, rtol=0)  # float32 init
+    assert not hasattr(rnn, "bias_ih_l0")
+
+
+def test_build_uses_the_block():
+    model = build_block_model("rnn", {"cell": "gru", "hidden_size": 8}, "nesterov_restart", {}, 3, 5)
+    assert isinstance(model.block, RNN) and model.block.rule.name == "nesterov_restart"
+    assert model(torch.randn(B, T, 3)).shape == (B, 5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"cell": "lsmt"}, r"unknown RNN: cell 'lsmt' \(did you mean 'lstm'\?\); valid: tanh, lstm, gru, orthogonal"),
+    ({"hidden_size": 0}, r"hidden_size=0: must be int in \[1, inf\)"),
+    ({"num_layers": 0}, r"num_layers=0"),
+    ({"dropout": 1.0}, r"dropout=1\.0: must be float in \[0, 1\)"),
+    ({"input_size": 0}, r"input_size=0"),
+    ({"rule": "heavy_ball"}, r"rule='heavy_ball': expected a discrete rule object"),
+    ({"rule": nn.Linear(1, 1)}, r"rule=.*expected a discrete rule object"),
+])
+def test_bad_arguments_name_the_argument(kwargs, match):
+    args = {"input_size": I, "hidden_size": H, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        RNN(**args)
+
+
+@pytest.mark.parametrize("shape, match", [
+    ((B, T), r"input: expected a 3-D tensor \(B, T, I\), got \(2, 7\)"),
+    ((B, T, I + 1), r"input: expected 3 features \(input_size\)"),
+])
+def test_bad_input_names_the_argument(shape, match):
+    rnn = RNN(I, H, batch_first=True)
+    with pytest.raises(ConfigError, match=match):
+        rnn(torch.randn(shape))
+
+
+def test_bad_state_names_the_argument():
+    rnn = RNN(I, H, cell="lstm", rule=HeavyBall(), batch_first=True)
+    x = torch.randn(B, T, I)
+    _, state = rnn(x)
+    with pytest.raises(ConfigError, match=r"state: expected the RNNState"):
+        rnn(x, (state.layers[0].h, state.layers[0].c))
+    with pytest.raises(ConfigError, match=r"state.layers\[0\].h: expected \(3, 4\)"):
+        rnn(torch.randn(3, T, I), state)
+    other = RNN(I, H, cell="lstm", rule=Plain(), batch_first=True)
+    with pytest.raises(ConfigError, match=r"state.layers\[0\].v"):
+        rnn(x, other(x)[1])
+    assert isinstance(state, RNNState)
