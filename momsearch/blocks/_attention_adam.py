@@ -1,0 +1,98 @@
+"""Exact chunked linear attention with the ``adam`` rule on the numerator state (DESIGN §3.3).
+
+    p_t = mu·p_{t-1} + s·U_t ;  m_t = beta·m_{t-1} + (1 − beta)·U_t² ;  S_t = S_{t-1} + p_t / sqrt(m_t + eps)
+
+The square root is elementwise on the (d, m) states, so every step's p_t and m_t must exist. They are
+formed one chunk at a time: inside a chunk p and m are one (C, C) Toeplitz product each over the chunk's
+U_j (weights mu^{r−j}, beta^{r−j}: non-negative powers only) plus the carried state, and S is a cumulative
+sum. When gradients are needed each chunk is checkpointed, so autograd keeps only the chunk inputs and
+the (d, m) states between chunks; backward recomputes one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from ..rules import Adam
+from ._attention_linear import DENOMINATOR_EPS, _chunked, _last_steps
+
+
+def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Adam, causal: bool,
+                   chunk: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Linear attention with the Adam rule on the numerator state, exact at every step.
+
+    Args:
+        fq: (B, H, T, d) feature-mapped queries φ(q).
+        fk: (B, H, T, d) feature-mapped keys φ(k), zero at padded steps.
+        v: (B, H, T, m) values.
+        rule: the ``Adam`` rule.
+        causal: each step reads its own state S_t (True) or the final state (False).
+        chunk: chunk length C.
+        lengths: (B,) real steps per sequence, all padding at the end (None: all T).
+
+    Returns:
+        (B, H, T, m) outputs φ(q_t)ᵀS / (φ(q_t)ᵀz + 1e-6).
+    """
+    B, H, T, d = fk.shape
+    m = v.shape[-1]
+    n_chunks = -(-T // chunk)
+    pad = n_chunks * chunk - T
+    q4, k4, v4 = (_chunked(x, pad, n_chunks) for x in (fq, fk, v))  # (B, H, N, C, d|m)
+    weights = _toeplitz(rule, chunk, fq.dtype, fq.device)
+    last = _last_steps(lengths, B, T, fq.device)  # (B,)
+    n_last, r_last = last // chunk, last % chunk  # (B,)
+    zeros = fq.new_zeros(B, H, d * m)
+    p, sq, state, read = zeros, zeros, zeros, zeros  # (B, H, d*m) each
+    outputs = []
+    use_checkpoint = torch.is_grad_enabled() and any(x.requires_grad for x in (fq, fk, v))
+    for n in range(n_chunks):
+        args = (q4[:, :, n], k4[:, :, n], v4[:, :, n], p, sq, state, r_last, *weights)
+        if use_checkpoint:
+            out, p, sq, state, at_last = checkpoint(_chunk, *args, causal, rule.eps, use_reentrant=False)
+        else:
+            out, p, sq, state, at_last = _chunk(*args, causal, rule.eps)
+        if causal:
+            outputs.append(out)
+        else:
+            read = torch.where((n_last == n)[:, None, None], at_last, read)  # (B, H, d*m)
+    if causal:
+        num = torch.cat(outputs, dim=2)[:, :, :T]  # (B, H, T, m)
+        den = (fq * fk.cumsum(dim=2)).sum(-1, keepdim=True)  # (B, H, T, 1)
+        return num / (den + DENOMINATOR_EPS)
+    num = fq @ read.view(B, H, d, m)  # (B, H, T, m)
+    den = fq @ fk.sum(dim=2)[..., None]  # (B, H, T, 1)
+    return num / (den + DENOMINATOR_EPS)
+
+
+def _toeplitz(rule: Adam, chunk: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(C, C) weights of U in p and of U² in m inside a chunk, and (C, 1) weights of the carried p and m."""
+    r = torch.arange(chunk, dtype=torch.float64)
+    lag = r[:, None] - r[None, :]  # (C, C)
+    causal = lag >= 0
+    lag = lag.clamp_min(0)
+    w_p = torch.where(causal, rule.s * rule.mu ** lag, 0.0)  # (C, C)
+    w_m = torch.where(causal, (1 - rule.beta) * rule.beta ** lag, 0.0)  # (C, C)
+    carry_p = (rule.mu ** (r + 1))[:, None]  # (C, 1)
+    carry_m = (rule.beta ** (r + 1))[:, None]  # (C, 1)
+    return tuple(x.to(dtype=dtype, device=device) for x in (w_p, w_m, carry_p, carry_m))
+
+
+def _chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: torch.Tensor, sq: torch.Tensor,
+           state: torch.Tensor, r_last: torch.Tensor, w_p: torch.Tensor, w_m: torch.Tensor,
+           carry_p: torch.Tensor, carry_m: torch.Tensor, causal: bool, eps: float):
+    """One chunk: per-step p, m, S from the carried ones; outputs (causal) or S at each row's last step."""
+    B, H, C, d = k.shape
+    m = v.shape[-1]
+    u = (k[..., :, None] * v[..., None, :]).reshape(B, H, C, d * m)  # (B, H, C, d*m)
+    p_steps = w_p @ u + carry_p * p[:, :, None]  # (B, H, C, d*m)
+    sq_steps = w_m @ (u * u) + carry_m * sq[:, :, None]  # (B, H, C, d*m)
+    s_steps = state[:, :, None] + (p_steps / torch.sqrt(sq_steps + eps)).cumsum(dim=2)  # (B, H, C, d*m)
+    if causal:
+        out = (q[..., None, :] @ s_steps.view(B, H, C, d, m)).squeeze(-2)  # (B, H, C, m)
+        at_last = state
+    else:
+        out = state
+        rows = torch.arange(B, device=k.device)
+        at_last = s_steps[rows, :, r_last]  # (B, H, d*m)
+    return out, p_steps[:, :, -1], sq_steps[:, :, -1], s_steps[:, :, -1], at_last

@@ -1,0 +1,201 @@
+"""Exact parallel (chunked) linear attention for the linear rules ``plain``, ``heavy_ball``, ``nesterov_restart``.
+
+All three rules are one linear recurrence on two states per head, with per-step scalar coefficients:
+
+    Δ_t = a_t·Δ_{t-1} + s·U_t ;  G_t = G_{t-1} + Δ_t ;  S_t = G_t + c_t·Δ_t      (Δ_0 = G_0 = 0)
+
+* plain: s = 1, a = c = 0 (G is the prefix sum, S = G);
+* heavy_ball: Δ is the momentum p, a_t = mu, c_t = 0 (S = G);
+* nesterov_restart: Δ_t = G_t − G_{t−1}, a_t = c_{t−1} (a_1 = 0), c_t = (k_t − 1)/(k_t + 2); with G_0 = S_0 = 0
+  this is exactly G_t = S_{t−1} + s·U_t, S_t = G_t + c_t·(G_t − G_{t−1}) of DESIGN §3.3.
+
+So S_t = Σ_j W[t, j]·U_j with W[t, j] = s·Σ_{i=j..t} P(j+1..i) + c_t·s·P(j+1..t), P(j+1..i) = a_{j+1}···a_i.
+Inside a chunk of C steps that is one masked (C, C) product; across chunks the states (G, Δ) at chunk
+ends are carried (Δ by a first-order scan over chunks, G by a cumulative sum), so memory grows linearly
+in T and no per-step state is ever formed. Products of the a's are cumulative products of numbers in
+[0, 1): no negative powers, no division.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from ..rules import Rule
+
+DENOMINATOR_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class ChunkWeights:
+    """Per-chunk coefficients of the linear recurrence (``n`` = 1 when every chunk has the same ones).
+
+    Attributes:
+        intra: (n, C, C) W[r, j], weight of U at local step j in S at local step r (zero for j > r).
+        carry: (n, C) alpha_r, weight of the carried Δ in S at local step r (the carried G has weight 1).
+        delta_end: (n, C) weight of U_j in Δ at the chunk's last step.
+        sum_end: (n, C) weight of U_j in G at the chunk's last step.
+        decay: per chunk, weight of the carried Δ in the chunk's last Δ (python floats, length n).
+        feed: (n, 1, 1) per chunk, weight of the carried Δ in the chunk's last G.
+    """
+
+    intra: torch.Tensor
+    carry: torch.Tensor
+    delta_end: torch.Tensor
+    sum_end: torch.Tensor
+    decay: list[float]
+    feed: torch.Tensor
+
+
+def step_coefficients(rule: Rule, steps: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """The scalar coefficients (s, a_t, c_t) of ``rule`` for 0-based steps 0..steps-1, in float64.
+
+    Args:
+        rule: ``Plain``, ``HeavyBall`` or ``NesterovRestart``.
+        steps: number of steps.
+
+    Returns:
+        ``(s, a, c)`` with ``a`` and ``c`` of shape (steps,).
+    """
+    t = torch.arange(steps, dtype=torch.float64)  # (T,)
+    if rule.name == "plain":
+        return 1.0, torch.zeros_like(t), torch.zeros_like(t)
+    if rule.name == "heavy_ball":
+        return rule.s, torch.full_like(t, rule.mu), torch.zeros_like(t)
+    c = nesterov_coefficients(rule.restart_every, t)  # (T,)
+    a = torch.cat([c.new_zeros(1), c[:-1]])  # (T,) a_t = c_{t-1}
+    return rule.s, a, c
+
+
+def nesterov_coefficients(restart_every: int, step: torch.Tensor) -> torch.Tensor:
+    """c = (k − 1)/(k + 2) with k = step mod R + 1 (R = 0: k = step + 1), for 0-based float ``step``."""
+    k = torch.remainder(step, restart_every) + 1 if restart_every > 0 else step + 1
+    return (k - 1) / (k + 2)
+
+
+@lru_cache(maxsize=32)
+def chunk_weights(rule: Rule, n_chunks: int, chunk: int, dtype: torch.dtype,
+                  device: torch.device) -> ChunkWeights:
+    """Coefficients of every chunk (one shared set when the rule's coefficients do not depend on the step).
+
+    Cached: they depend only on the arguments, and ``nesterov_restart`` needs a (N, C+1, C+1) product.
+
+    Args:
+        rule: a linear rule (``plain``, ``heavy_ball``, ``nesterov_restart``).
+        n_chunks: number of chunks.
+        chunk: chunk length C.
+        dtype: dtype of the returned tensors (computed in float64).
+        device: device of the returned tensors.
+
+    Returns:
+        The :class:`ChunkWeights`.
+    """
+    n = n_chunks if rule.name == "nesterov_restart" else 1
+    s, a, c = step_coefficients(rule, n * chunk)
+    a, c = a.view(n, chunk), c.view(n, chunk)  # (n, C)
+    # extended local index e = 0..C: e = 0 is the carried state, e = r + 1 is local step r
+    e = torch.arange(chunk + 1)
+    below = e[:, None] > e[None, :]  # (C+1, C+1)
+    a_ext = torch.cat([a.new_ones(n, 1), a], dim=1)  # (n, C+1)
+    factors = torch.where(below, a_ext[:, :, None], torch.ones((), dtype=torch.float64))  # (n, C+1, C+1)
+    prods = torch.cumprod(factors, dim=1) * (e[:, None] >= e[None, :])  # (n, C+1, C+1) P(j+1..t)
+    w_delta = s * prods[:, 1:, 1:]  # (n, C, C)
+    pi = prods[:, 1:, 0]  # (n, C) carried Δ -> Δ_r
+    w_sum = w_delta.cumsum(dim=1)  # (n, C, C)
+    pi_sum = pi.cumsum(dim=1)  # (n, C) carried Δ -> G_r
+    intra = w_sum + c[:, :, None] * w_delta  # (n, C, C)
+    carry = pi_sum + c * pi  # (n, C)
+
+    def cast(x: torch.Tensor) -> torch.Tensor:
+        return x.to(dtype=dtype, device=device)
+
+    return ChunkWeights(intra=cast(intra), carry=cast(carry), delta_end=cast(w_delta[:, -1]),
+                        sum_end=cast(w_sum[:, -1]), decay=pi[:, -1].tolist(), feed=cast(pi_sum[:, -1, None, None]))
+
+
+def linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Rule, causal: bool,
+                     chunk: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Linear attention with a linear momentum rule on the numerator state, exact at every step.
+
+    Args:
+        fq: (B, H, T, d) feature-mapped queries φ(q).
+        fk: (B, H, T, d) feature-mapped keys φ(k), zero at padded steps.
+        v: (B, H, T, m) values.
+        rule: ``Plain``, ``HeavyBall`` or ``NesterovRestart``.
+        causal: each step reads its own state S_t (True) or the final state (False).
+        chunk: chunk length C of the parallel form.
+        lengths: (B,) real steps per sequence, all padding at the end (None: all T). Bidirectional
+            queries read the state after the last real step.
+
+    Returns:
+        (B, H, T, m) outputs φ(q_t)ᵀS / (φ(q_t)ᵀz + 1e-6).
+    """
+    B, H, T, d = fk.shape
+    m = v.shape[-1]
+    n_chunks = -(-T // chunk)
+    pad = n_chunks * chunk - T
+    q4 = _chunked(fq, pad, n_chunks)  # (B, H, N, C, d)
+    k4 = _chunked(fk, pad, n_chunks)  # (B, H, N, C, d)
+    v4 = _chunked(v, pad, n_chunks)  # (B, H, N, C, m)
+    w = chunk_weights(rule, n_chunks, chunk, fq.dtype, fq.device)
+    momentum = rule.name != "plain"
+    if momentum:
+        kt = k4.transpose(-1, -2)  # (B, H, N, d, C)
+        local_sum = kt @ (v4 * w.sum_end[:, :, None])  # (B, H, N, d, m)
+        local_delta = kt @ (v4 * w.delta_end[:, :, None])  # (B, H, N, d, m)
+        delta_prev = _scan_delta(local_delta, w.decay)  # (B, H, N, d, m) Δ entering each chunk
+        sum_prev = _exclusive_cumsum(local_sum + w.feed * delta_prev)  # (B, H, N, d, m) G entering each chunk
+    else:
+        sum_prev = _exclusive_cumsum(k4.transpose(-1, -2) @ v4)  # (B, H, N, d, m)
+    if causal:
+        scores = (q4 @ k4.transpose(-1, -2)).mul_(w.intra)  # (B, H, N, C, C)
+        num = (scores @ v4).add_(q4 @ sum_prev)  # (B, H, N, C, m)
+        if momentum:
+            num = num.addcmul_(w.carry[:, :, None], q4 @ delta_prev)  # (B, H, N, C, m)
+        num = num.view(B, H, n_chunks * chunk, m)[:, :, :T]  # (B, H, T, m)
+        den = (fq * fk.cumsum(dim=2)).sum(-1, keepdim=True)  # (B, H, T, 1)
+        return num / (den + DENOMINATOR_EPS)
+    last = _last_steps(lengths, B, T, fq.device)  # (B,)
+    n_last, r_last = last // chunk, last % chunk  # (B,)
+    rows = torch.arange(B, device=fq.device)
+    n_w = n_last if w.intra.shape[0] > 1 else torch.zeros_like(n_last)
+    weights = w.intra[n_w, r_last]  # (B, C)
+    k_last = k4[rows, :, n_last] * weights[:, None, :, None]  # (B, H, C, d)
+    state = sum_prev[rows, :, n_last] + k_last.transpose(-1, -2) @ v4[rows, :, n_last]  # (B, H, d, m)
+    if momentum:
+        state = state + w.carry[n_w, r_last][:, None, None, None] * delta_prev[rows, :, n_last]  # (B, H, d, m)
+    z = fk.sum(dim=2)  # (B, H, d)
+    den = (fq @ z[..., None])  # (B, H, T, 1)
+    return (fq @ state) / (den + DENOMINATOR_EPS)  # (B, H, T, m)
+
+
+def _chunked(x: torch.Tensor, pad: int, n_chunks: int) -> torch.Tensor:
+    """(B, H, T, f) -> (B, H, N, C, f), zero-padded at the end to N·C steps."""
+    if pad:
+        x = torch.nn.functional.pad(x, (0, 0, 0, pad))  # (B, H, N*C, f)
+    return x.view(*x.shape[:2], n_chunks, -1, x.shape[-1])
+
+
+def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over the chunks strictly before each chunk (dim 2)."""
+    total = x.cumsum(dim=2)  # (B, H, N, d, m)
+    return torch.cat([torch.zeros_like(total[:, :, :1]), total[:, :, :-1]], dim=2)
+
+
+def _scan_delta(local: torch.Tensor, decay: list[float]) -> torch.Tensor:
+    """Δ entering each chunk: Δ_end(n) = decay_n·Δ_end(n−1) + local(n), one fused op per chunk."""
+    n_chunks = local.shape[2]
+    decay = decay * n_chunks if len(decay) == 1 else decay
+    entering = [torch.zeros_like(local[:, :, 0])]  # N x (B, H, d, m)
+    for n in range(n_chunks - 1):
+        entering.append(torch.add(local[:, :, n], entering[-1], alpha=decay[n]))
+    return torch.stack(entering, dim=2)  # (B, H, N, d, m)
+
+
+def _last_steps(lengths: torch.Tensor | None, batch: int, steps: int, device: torch.device) -> torch.Tensor:
+    """0-based index of each sequence's last real step (0 for an all-padding sequence)."""
+    if lengths is None:
+        return torch.full((batch,), steps - 1, dtype=torch.long, device=device)
+    return (lengths - 1).clamp_min(0)
