@@ -1,6 +1,7 @@
 """Custom recurrences for the paths without a fused kernel: a step loop with one ``W_hh h`` GEMM per step.
 
-``recur`` runs a cell on a precomputed drive (adam/rmsprop, and every rule of the orthogonal cell);
+``recur`` runs a cell on the input term g_t = W_ih x_t + b_ih of one GEMM over all steps, turned into
+the drive step by step (adam/rmsprop; every rule of the orthogonal cell);
 ``recur_nesterov`` runs LSTM/tanh ``nesterov_restart``, whose momentum acts on the whole pre-activation
 and only needs the previous step's ``y_{t-1}`` (DESIGN §3.1). The sequences are split with ``unbind``
 so that autograd gathers their gradients in one stack (indexing ``x[t]`` would allocate T full-size
@@ -9,7 +10,7 @@ gradients).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -48,51 +49,76 @@ def activate(cell: str, z: torch.Tensor, c: torch.Tensor | None, bias: torch.Ten
     return torch.tanh(z), None
 
 
-def recur(cell: str, drive: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w_hh: torch.Tensor,
-          b_hh: torch.Tensor | None, bias: torch.Tensor | None = None):
-    """Run ``cell`` over a precomputed drive: pre-activation = drive_t + W_hh h_{t-1} + b_hh.
+class AdamDrive:
+    """The per-step ``adam``/``rmsprop`` drive: v = mu·v + s·g ; m = beta·m + (1-beta)·g² ; v/sqrt(m + eps).
+
+    Computed step by step inside the recurrence: on (B, G) slices that stay in cache this is several
+    times faster here than whole-sequence elementwise passes over (T, B, G).
+
+    Args:
+        rule: an ``Adam`` or ``RMSProp`` rule.
+        v: (B, G) momentum before the first step, None when mu = 0 (nothing to carry).
+        m: (B, G) squared-drive average before the first step.
+    """
+
+    def __init__(self, rule, v: torch.Tensor | None, m: torch.Tensor):
+        self.mu, self.s, self.beta, self.eps = rule.mu, rule.s, rule.beta, rule.eps
+        self.v, self.m = v, m
+
+    def __call__(self, g: torch.Tensor) -> torch.Tensor:
+        """The drive (B, G) of a step with input term ``g`` (B, G); updates ``v`` and ``m``."""
+        v = g * self.s if self.v is None else torch.add(self.v * self.mu, g, alpha=self.s)  # (B, G)
+        self.m = torch.addcmul(self.m * self.beta, g, g, value=1.0 - self.beta)  # (B, G)
+        if self.v is not None:
+            self.v = v
+        return v / torch.sqrt(self.m + self.eps)  # (B, G)
+
+
+def recur(cell: str, g: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w_hh: torch.Tensor,
+          b_hh: torch.Tensor | None, bias: torch.Tensor | None = None, drive: Callable | None = None):
+    """Run ``cell`` with pre-activation drive_t + W_hh h_{t-1} + b_hh, drive_t = ``drive(g_t)``.
 
     GRU follows torch: r, z = sigmoid(drive + W_hh h + b_hh) on the first 2H rows and
     n = tanh(drive_n + r·(W_hn h + b_hn)), h = (1 − z)·n + z·h.
 
     Args:
         cell: ``lstm``, ``gru``, ``tanh`` or ``orthogonal``.
-        drive: (T, B, G) the driving term of every step.
+        g: (T, B, G) the input term of every step (W_ih x_t + b_ih).
         h: (B, H) initial hidden state.
         c: (B, H) initial LSTM cell state, else None.
         w_hh: (G, H) recurrent weight.
         b_hh: (G,) recurrent bias, None for the orthogonal cell.
         bias: (H,) modReLU bias of the orthogonal cell.
+        drive: per-step map g_t -> drive_t (e.g. :class:`AdamDrive`); None: drive_t = g_t.
 
     Returns:
         ``(out, h, c)``: outputs (T, B, H), final hidden state (B, H), final LSTM cell state or None.
     """
     w = w_hh.t()  # (H, G)
     outs = []
-    if cell == "gru":
-        H = h.shape[-1]
-        rz_in = drive[..., : 2 * H] + b_hh[: 2 * H]  # (T, B, 2H)
-        for rz_t, n_t in zip(rz_in.unbind(0), drive[..., 2 * H:].unbind(0), strict=True):
-            hh = h @ w  # (B, 3H)
-            r, z = torch.sigmoid(rz_t + hh[:, : 2 * H]).chunk(2, dim=1)  # (B, H) each
-            n = torch.tanh(torch.addcmul(n_t, r, hh[:, 2 * H:] + b_hh[2 * H:]))  # (B, H)
+    H = h.shape[-1]
+    for g_t in g.unbind(0):
+        d = g_t if drive is None else drive(g_t)  # (B, G)
+        if cell == "gru":
+            hh = torch.addmm(b_hh, h, w)  # (B, 3H)
+            r, z = torch.sigmoid(d[:, : 2 * H] + hh[:, : 2 * H]).chunk(2, dim=1)  # (B, H) each
+            n = torch.tanh(torch.addcmul(d[:, 2 * H:], r, hh[:, 2 * H:]))  # (B, H)
             h = torch.addcmul(n, z, h - n)  # (B, H)
-            outs.append(h)
-        return torch.stack(outs), h, c
-    pre = drive if b_hh is None else drive + b_hh  # (T, B, G)
-    for p in pre.unbind(0):
-        h, c = activate(cell, torch.addmm(p, h, w), c, bias)  # (B, H)
+        else:
+            pre = torch.addmm(d, h, w) if b_hh is None else torch.addmm(d + b_hh, h, w)  # (B, G)
+            h, c = activate(cell, pre, c, bias)  # (B, H)
         outs.append(h)
     return torch.stack(outs), h, c
 
 
-def recur_nesterov(cell: str, u: torch.Tensor, coeff: Sequence[float], h: torch.Tensor,
+def recur_nesterov(cell: str, g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor,
                    c: torch.Tensor | None, y: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
-    """LSTM/tanh ``nesterov_restart``: y_t = W_hh h_{t-1} + b_hh + u_t ; z_t = y_t + c_t·(y_t − y_{t-1}).
+    """LSTM/tanh ``nesterov_restart``: y_t = W_hh h_{t-1} + b_hh − s·g_t ; z_t = y_t + c_t·(y_t − y_{t-1}).
 
     Args:
         cell: ``lstm`` or ``tanh``.
-        u: (T, B, G) u_t = −s·g_t.
+        g: (T, B, G) the input term W_ih x_t + b_ih.
+        s: the step size.
         coeff: the T Nesterov coefficients c_t.
         h: (B, H) initial hidden state.
         c: (B, H) initial LSTM cell state, else None.
@@ -105,8 +131,8 @@ def recur_nesterov(cell: str, u: torch.Tensor, coeff: Sequence[float], h: torch.
     """
     w = w_hh.t()  # (H, G)
     outs = []
-    for p, ct in zip((u + b_hh).unbind(0), coeff, strict=True):
-        y_new = torch.addmm(p, h, w)  # (B, G)
+    for g_t, ct in zip(g.unbind(0), coeff, strict=True):
+        y_new = torch.add(torch.addmm(b_hh, h, w), g_t, alpha=-s)  # (B, G) the only GEMM of the step
         z = torch.add(y_new, y_new - y, alpha=ct) if ct else y_new  # (B, G)
         h, c = activate(cell, z, c, None)  # (B, H)
         y = y_new

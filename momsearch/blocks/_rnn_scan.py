@@ -1,8 +1,11 @@
-"""First-order linear recurrences y_t = a_t·y_{t-1} + s·x_t with scalar coefficients, in chunked closed form.
+"""First-order linear recurrences y_t = a_t·y_{t-1} + s·x_t with scalar coefficients.
 
-Inside a chunk of C steps the recurrence is one product with the lower-triangular transfer matrix
-L[j, i] = a_{i+1}···a_j; across chunks only the end states are carried (T/C sequential steps). Every
-factor is a product of coefficients in [0, 1), so nothing overflows (no a^(-t) factors).
+Narrow inputs (the filtered input of a layer fed by few features) use the chunked closed form; wide ones
+a step loop, whose (B, F) slices stay in cache (measured here: the closed form wins below about 4096
+values per step, the loop above). Inside a chunk of C steps the closed form is one product with the
+lower-triangular transfer matrix L[j, i] = a_{i+1}···a_j; across chunks only the end states are carried
+(T/C sequential steps). Every factor is a product of coefficients in [0, 1], so nothing overflows
+(no a^(-t) factors).
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ def transfer(coeff: Sequence[float], chunk: int) -> tuple[torch.Tensor, torch.Te
     return L, torch.cumprod(a, dim=1)  # (n, C, C), (n, C)
 
 
+CLOSED_FORM_MAX_WIDTH = 4096
+
+
 def scan(x: torch.Tensor, coeff: Sequence[float], scale: float, init: torch.Tensor | None = None,
-         chunk: int = 16) -> torch.Tensor:
+         chunk: int = 32) -> torch.Tensor:
     """Run y_t = a_t·y_{t-1} + scale·x_t over the leading (time) axis.
 
     Args:
@@ -50,6 +56,8 @@ def scan(x: torch.Tensor, coeff: Sequence[float], scale: float, init: torch.Tens
     Returns:
         (T, B, F) the states y_1..y_T; differentiable with respect to ``x`` and ``init``.
     """
+    if x[0].numel() > CLOSED_FORM_MAX_WIDTH:
+        return _scan_steps(x, coeff, scale, init)
     T, rest = x.shape[0], x.shape[1:]
     L, P = transfer(coeff, chunk)
     n = L.shape[0]
@@ -58,8 +66,19 @@ def scan(x: torch.Tensor, coeff: Sequence[float], scale: float, init: torch.Tens
     local = torch.matmul(L, xs) * scale  # (n, C, N) states of each chunk started from zero
     carry = x.new_zeros(xs.shape[-1]) if init is None else init.reshape(-1)  # (N,)
     starts = [carry]
+    ends = local[:, -1].unbind(0)  # n x (N,); unbind keeps the backward to one gather (indexing would not)
     for k in range(n - 1):
-        carry = torch.add(local[k, -1], carry, alpha=float(P[k, -1]))  # (N,) state at the end of chunk k
+        carry = torch.add(ends[k], carry, alpha=float(P[k, -1]))  # (N,) state at the end of chunk k
         starts.append(carry)
     y = torch.addcmul(local, P[:, :, None], torch.stack(starts)[:, None, :])  # (n, C, N)
     return y.view(n * chunk, *rest)[:T]  # (T, B, F)
+
+
+def _scan_steps(x: torch.Tensor, coeff: Sequence[float], scale: float, init: torch.Tensor | None) -> torch.Tensor:
+    """:func:`scan` one step at a time."""
+    y = x.new_zeros(x.shape[1:]) if init is None else init  # (B, F)
+    ys = []
+    for x_t, a_t in zip(x.unbind(0), coeff, strict=True):
+        y = torch.add(y * a_t, x_t, alpha=scale)  # (B, F)
+        ys.append(y)
+    return torch.stack(ys)  # (T, B, F)

@@ -5,7 +5,8 @@ runs them, so weights load from and into the torch modules. Paths, fastest first
 
 * ``plain``, ``heavy_ball`` and GRU ``nesterov_restart`` run on torch's fused kernels; the momentum rules
   through the filtered-input identity: x̃_t = c_t·x̃_{t-1} + s·[x_t, 1] with weight ``[W_ih | b_ih]``.
-* ``adam``/``rmsprop`` compute every drive with one GEMM and two elementwise scans, then a step loop.
+* ``adam``/``rmsprop`` compute the input term of every step with one GEMM, then a step loop that turns it
+  into the drive on (B, G) slices (whole-sequence elementwise scans were several times slower here).
 * LSTM/tanh ``nesterov_restart`` is a step loop that keeps the previous pre-activation.
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
 """
@@ -25,7 +26,7 @@ from ..catalog.params import Param, check_params
 from ..errors import ConfigError
 from ..rules import RULES, Rule
 from . import _rnn_fused as fused
-from ._rnn_loops import recur, recur_nesterov
+from ._rnn_loops import AdamDrive, recur, recur_nesterov
 from ._rnn_scan import scan
 
 GATES = {"lstm": 4, "gru": 3, "tanh": 1, "orthogonal": 1}
@@ -230,15 +231,14 @@ class RNN(nn.Module):
                 return out, new._replace(v=xf[-1])
             out, h, c = recur(cell, F.linear(xf, w_ih), ls.h, ls.c, w_hh, b_hh, bias)
             return out, LayerState(h, c, v=xf[-1])
-        g = F.linear(x, w_ih, b_ih)  # (T, B, G) input drive of every step
+        g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
         if rule.name == "nesterov_restart":
             coeff = [rule.coefficient(step + t) for t in range(T)]
-            out, h, c, y = recur_nesterov(cell, g * (-rule.s), coeff, ls.h, ls.c, ls.y, w_hh, b_hh)
+            out, h, c, y = recur_nesterov(cell, g, rule.s, coeff, ls.h, ls.c, ls.y, w_hh, b_hh)
             return out, LayerState(h, c, y=y)
-        v = scan(g, [rule.mu] * T, rule.s, ls.v) if ls.v is not None else g * rule.s  # (T, B, G)
-        m = scan(g * g, [rule.beta] * T, 1.0 - rule.beta, ls.m)  # (T, B, G)
-        out, h, c = recur(cell, v / torch.sqrt(m + rule.eps), ls.h, ls.c, w_hh, b_hh, bias)
-        return out, LayerState(h, c, v=None if ls.v is None else v[-1], m=m[-1])
+        adam = AdamDrive(rule, ls.v, ls.m)
+        out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
+        return out, LayerState(h, c, v=adam.v, m=adam.m)
 
     @staticmethod
     def _fused(kernel, x, ls: LayerState, w_ih, w_hh, b_ih, b_hh) -> tuple[torch.Tensor, LayerState]:
