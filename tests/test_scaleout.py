@@ -66,6 +66,9 @@ def wait_for_running(storage, name: str, proc: subprocess.Popen, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
+        if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
+            time.sleep(0.3)
+            continue
         try:
             study = optuna.load_study(study_name=name, storage=storage)
             if study.get_trials(states=(State.RUNNING,)):

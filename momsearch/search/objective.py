@@ -27,11 +27,12 @@ class TrialFailed(MomsearchError):
     """A trial that ended without a result (its reason is in the ``status_reason`` user attribute)."""
 
 
-def trial_seed(study_seed: int, trial: optuna.trial.BaseTrial) -> int:
-    """Per-trial seed = f(study seed, trial number); a retried trial keeps the seed of the trial it re-runs."""
-    retried = trial.user_attrs.get("seed") if "failed_trial" in trial.system_attrs else None
-    if retried is not None:
-        return int(retried)
+def trial_seed(study_seed: int, trial: optuna.Trial) -> int:
+    """Per-trial seed = f(study seed, trial number); a re-run of a killed trial keeps that trial's seed."""
+    running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    frozen = next(t for t in running if t.number == trial.number)
+    if "failed_trial" in frozen.system_attrs and "seed" in frozen.user_attrs:
+        return int(frozen.user_attrs["seed"])
     return (study_seed * TRIAL_SEED_STRIDE + trial.number) % 2**31
 
 
@@ -57,14 +58,16 @@ class Objective:
 
     Args:
         study_file: the validated study (``momsearch.spec.StudyFile``).
-        task: the loaded task (``momsearch.tasks.Task``).
+        load_task: returns the task (``momsearch.tasks.Task``); called on the first trial, inside it, so a
+            failing user task fails trials with a reason instead of crashing the worker.
         artifact_store: where trained weights go (``optuna.artifacts.FileSystemArtifactStore``).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     """
 
-    def __init__(self, study_file, task, artifact_store, device: str = "auto"):
+    def __init__(self, study_file, load_task, artifact_store, device: str = "auto"):
         self.study_file = study_file
-        self.task = task
+        self.load_task = load_task
+        self.task = None
         self.artifact_store = artifact_store
         self.device = None if device == "auto" else device
 
@@ -94,11 +97,12 @@ class Objective:
 
     def _train(self, trial: optuna.Trial, seed: int):
         study = self.study_file
-        fixed_train = {f"train.{key}": value for key, value in study.train.items()}
-        config = {**fixed_train, **study.space.suggest(trial)}
+        config = study.space.suggest(trial)  # every active value, fixed training settings included
         trial.set_user_attr("config", config)
-        torch.manual_seed(seed)
+        if self.task is None:
+            self.task = self.load_task()
         task = self.task
+        torch.manual_seed(seed)
         model = build(config, task.input_size, task.output_size, input=task.input, target=task.target)
         has_nfe = any(hasattr(m, "nfe_forward") for m in model.modules())
         callback = make_callback(trial, study)

@@ -10,8 +10,10 @@ it and does not count again. Workers on other hosts joining the same storage sto
 from __future__ import annotations
 
 import collections
+import functools
 import multiprocessing
 import signal
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +119,12 @@ def check_failures(study: optuna.Study, max_fraction: float) -> None:
                      f"study.max_fail_fraction={max_fraction}); most common reason ({count}x): {reason}")
 
 
+def _quiet_optuna() -> None:
+    """Warnings and failures only: the progress bar and the final table tell the rest."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def _install_signal_handlers() -> None:
     """SIGTERM behaves like Ctrl-C: the running trial is marked FAIL with a reason, then the worker stops."""
 
@@ -142,12 +150,13 @@ def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_s
 
     _install_signal_handlers()
     torch.set_num_threads(options.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     study = optuna.load_study(study_name=study_file.name, storage=storage_for(study_file, options),
                               sampler=make_sampler(study_file.study.get("sampler"), sampler_seed),
                               pruner=make_pruner(study_file.study.get("pruner")))
     options.artifacts.mkdir(parents=True, exist_ok=True)
-    objective = Objective(study_file, load_task(study_file.task), FileSystemArtifactStore(str(options.artifacts)),
+    objective = Objective(study_file, functools.partial(load_task, study_file.task),
+                          FileSystemArtifactStore(str(options.artifacts)),
                           device=_device_for(options.device, index))
     target, started = options.n_trials, [0]
     max_fraction = study_file.study["max_fail_fraction"]
@@ -195,7 +204,7 @@ def run(study_file, options: RunOptions) -> optuna.Study:
     """
     options = options.resolved(study_file)
     options.out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     study = create_or_load(study_file, options)
     optuna.storages.fail_stale_trials(study)  # trials of killed workers -> FAIL, re-runs queued
     done = counted(study)
