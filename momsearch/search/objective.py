@@ -102,6 +102,9 @@ class Objective:
         if self.task is None:
             self.task = self.load_task()
         task = self.task
+        io = {"input_size": task.input_size, "output_size": task.output_size, "input": task.input,
+              "target": task.target, "times": task.has_times}
+        trial.set_user_attr("io", io)  # with the config, all that export needs to rebuild the model
         torch.manual_seed(seed)
         model = build(config, task.input_size, task.output_size, input=task.input, target=task.target)
         has_nfe = any(hasattr(m, "nfe_forward") for m in model.modules())
