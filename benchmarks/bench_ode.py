@@ -1,0 +1,111 @@
+"""NFE of NODE vs HBNODE vs GHBNODE on nested circles (DESIGN §3.2, NOTES "ODE blocks and NFE").
+
+Data: 2-D points, class 0 in the disk r <= 0.5, class 1 in the annulus 1 <= r <= 1.5 (1,000 train,
+1,000 test). Model: ODEBlock (MLP field 2-20-20-2, dopri5, rtol = atol = 1e-3, adjoint) and a linear
+read-out of h(1), about 525 parameters each. Adam lr 0.01, full batch, one thread.
+
+    python benchmarks/bench_ode.py                    # 300 iterations x 3 seeds (about 30 s a run)
+    python benchmarks/bench_ode.py --iters 50 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from momsearch.blocks import ODEBlock
+from momsearch.rules import ode as ode_rules
+
+MODELS = {
+    "NODE": ode_rules.Plain,
+    "HBNODE": ode_rules.HeavyBall,
+    "GHBNODE": ode_rules.GeneralizedHeavyBall,
+}
+WINDOW = 50
+
+
+def circles(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n points, half in the disk r <= 0.5 (label 0), half in the annulus 1 <= r <= 1.5 (label 1), uniform in area."""
+    inner, outer = n // 2, n - n // 2
+    r_in = 0.5 * torch.rand(inner, generator=generator).sqrt()  # (inner,)
+    r_out = (1.0 + (1.5**2 - 1.0) * torch.rand(outer, generator=generator)).sqrt()  # (outer,)
+    r = torch.cat((r_in, r_out))  # (n,)
+    angle = 2 * math.pi * torch.rand(n, generator=generator)  # (n,)
+    x = torch.stack((r * torch.cos(angle), r * torch.sin(angle)), 1)  # (n, 2)
+    y = torch.cat((torch.zeros(inner), torch.ones(outer)))  # (n,)
+    return x, y
+
+
+def run(name: str, seed: int, iters: int, data) -> dict:
+    """Train one model; return its NFE history, total NFE, test accuracy, parameter count and wall time."""
+    (x_train, y_train), (x_test, y_test) = data
+    torch.manual_seed(seed)
+    block = ODEBlock(dim=2, hidden_size=20, depth=2, rule=MODELS[name](), solver="dopri5", rtol=1e-3,
+                     atol=1e-3, adjoint=True, t1=1.0)
+    model = nn.Sequential(block, nn.Linear(block.output_size, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    loss_fn = nn.BCEWithLogitsLoss()
+    forward, backward = [], []
+    start = time.perf_counter()
+    for _ in range(iters):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x_train).squeeze(1), y_train)
+        loss.backward()
+        optimizer.step()
+        forward.append(block.nfe_forward)
+        backward.append(block.nfe_backward)
+    wall = time.perf_counter() - start
+    with torch.no_grad():
+        accuracy = ((model(x_test).squeeze(1) > 0).float() == y_test).float().mean().item()
+    return {"forward": forward, "backward": backward, "total": sum(forward) + sum(backward),
+            "accuracy": accuracy, "params": sum(p.numel() for p in model.parameters()), "wall": wall}
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iters", type=int, default=300, help="training iterations per run")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per model")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    generator = torch.Generator().manual_seed(1234)
+    data = (circles(1000, generator), circles(1000, generator))
+
+    results = {name: [run(name, seed, args.iters, data) for seed in range(args.seeds)] for name in MODELS}
+
+    windows = range(0, args.iters, WINDOW)
+    print(f"nested circles, {args.iters} iterations x {args.seeds} seeds, dopri5 rtol=atol=1e-3, adjoint")
+    print("\nmean forward/backward NFE per iteration, by window of iterations (mean over seeds)")
+    header = " ".join(f"{f'{w + 1}-{min(w + WINDOW, args.iters)}':>11}" for w in windows)
+    print(f"{'model':<8} {header}")
+    for name, runs in results.items():
+        cells = []
+        for w in windows:
+            fwd = statistics.mean(statistics.mean(r["forward"][w:w + WINDOW]) for r in runs)
+            bwd = statistics.mean(statistics.mean(r["backward"][w:w + WINDOW]) for r in runs)
+            cells.append(f"{fwd:5.1f}/{bwd:<5.1f}")
+        print(f"{name:<8} {' '.join(cells)}")
+
+    base = statistics.mean(r["total"] for r in results["NODE"])
+    print(f"\n{'model':<8} {'params':>6} {'total NFE':>10} {'vs NODE':>8} {'test accuracy':>15} {'wall s':>7}")
+    for name, runs in results.items():
+        total = statistics.mean(r["total"] for r in runs)
+        print(f"{name:<8} {runs[0]['params']:>6} {total:>10.0f} {total / base:>8.2f} "
+              f"{mean_std([r['accuracy'] for r in runs]):>15} {statistics.mean(r['wall'] for r in runs):>7.1f}")
+    ratio = statistics.mean(r["total"] for r in results["HBNODE"]) / base
+    print(f"\nHBNODE/NODE total NFE: {ratio:.2f} (target <= 0.75 at equal or better accuracy)")
+
+
+if __name__ == "__main__":
+    main()
