@@ -14,6 +14,8 @@ TRAIN = {
                       choices=("none", "cosine", "step")),
     "early_stopping": Param("int", 0, "stop after this many epochs without validation gain (0: off)", low=0),
     "max_batches": Param("int", 0, "cap on training batches per epoch (0: all)", low=0),
+    "seed": Param("int", None, "seed of initialisation and training (null: derived from the study seed and the "
+                  "trial number); a list of seeds repeats each configuration", low=0, nullable=True),
 }
 
 METRICS = {

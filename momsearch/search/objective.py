@@ -72,10 +72,8 @@ class Objective:
         self.device = None if device == "auto" else device
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        seed = trial_seed(self.study_file.study["seed"], trial)
-        trial.set_user_attr("seed", seed)
         try:
-            result, has_nfe = self._train(trial, seed)
+            result, has_nfe = self._train(trial)
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
@@ -95,10 +93,13 @@ class Objective:
         self._upload_weights(trial, result.state_dict)
         return values[0] if len(values) == 1 else values
 
-    def _train(self, trial: optuna.Trial, seed: int):
+    def _train(self, trial: optuna.Trial):
         study = self.study_file
         config = study.space.suggest(trial)  # every active value, fixed training settings included
         trial.set_user_attr("config", config)
+        train = resolve(config)["train"]
+        seed = train["seed"] if train["seed"] is not None else trial_seed(study.study["seed"], trial)
+        trial.set_user_attr("seed", seed)
         if self.task is None:
             self.task = self.load_task()
         task = self.task
@@ -109,7 +110,7 @@ class Objective:
         model = build(config, task.input_size, task.output_size, input=task.input, target=task.target)
         has_nfe = any(hasattr(m, "nfe_forward") for m in model.modules())
         callback = make_callback(trial, study)
-        result = fit(model, task, resolve(config)["train"], callbacks=[callback] if callback else [],
+        result = fit(model, task, train, callbacks=[callback] if callback else [],
                      device=self.device, seed=seed, progress=False)
         return result, has_nfe
 
