@@ -38,7 +38,8 @@ def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Ad
     m = v.shape[-1]
     n_chunks = -(-T // chunk)
     pad = n_chunks * chunk - T
-    q4, k4, v4 = (_chunked(x, pad, n_chunks) for x in (fq, fk, v))  # (B, H, N, C, d|m)
+    # unbind, not indexing: its backward is one stack instead of a zero-filled full copy per chunk
+    q4, k4, v4 = (_chunked(x, pad, n_chunks).unbind(dim=2) for x in (fq, fk, v))  # N x (B, H, C, d|m)
     weights = _toeplitz(rule, chunk, fq.dtype, fq.device)
     last = _last_steps(lengths, B, T, fq.device)  # (B,)
     n_last, r_last = last // chunk, last % chunk  # (B,)
@@ -47,7 +48,7 @@ def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Ad
     outputs = []
     use_checkpoint = torch.is_grad_enabled() and any(x.requires_grad for x in (fq, fk, v))
     for n in range(n_chunks):
-        args = (q4[:, :, n], k4[:, :, n], v4[:, :, n], p, sq, state, r_last, *weights)
+        args = (q4[n], k4[n], v4[n], p, sq, state, r_last, *weights)
         if use_checkpoint:
             out, p, sq, state, at_last = checkpoint(_chunk, *args, causal, rule.eps, use_reentrant=False)
         else:

@@ -146,7 +146,8 @@ def linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: 
         local_sum = kt @ (v4 * w.sum_end[:, :, None])  # (B, H, N, d, m)
         local_delta = kt @ (v4 * w.delta_end[:, :, None])  # (B, H, N, d, m)
         delta_prev = _scan_delta(local_delta, w.decay)  # (B, H, N, d, m) Δ entering each chunk
-        sum_prev = _exclusive_cumsum(local_sum + w.feed * delta_prev)  # (B, H, N, d, m) G entering each chunk
+        # G entering each chunk
+        sum_prev = _exclusive_cumsum(torch.addcmul(local_sum, w.feed, delta_prev))  # (B, H, N, d, m)
     else:
         sum_prev = _exclusive_cumsum(k4.transpose(-1, -2) @ v4)  # (B, H, N, d, m)
     if causal:
@@ -186,11 +187,11 @@ def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
 
 def _scan_delta(local: torch.Tensor, decay: list[float]) -> torch.Tensor:
     """Δ entering each chunk: Δ_end(n) = decay_n·Δ_end(n−1) + local(n), one fused op per chunk."""
-    n_chunks = local.shape[2]
-    decay = decay * n_chunks if len(decay) == 1 else decay
-    entering = [torch.zeros_like(local[:, :, 0])]  # N x (B, H, d, m)
-    for n in range(n_chunks - 1):
-        entering.append(torch.add(local[:, :, n], entering[-1], alpha=decay[n]))
+    chunks = local.unbind(dim=2)  # N x (B, H, d, m); one stack in backward, not N zero-filled copies
+    decay = decay * len(chunks) if len(decay) == 1 else decay
+    entering = [torch.zeros_like(chunks[0])]  # N x (B, H, d, m)
+    for n in range(len(chunks) - 1):
+        entering.append(torch.add(chunks[n], entering[-1], alpha=decay[n]))
     return torch.stack(entering, dim=2)  # (B, H, N, d, m)
 
 
