@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from .results import SHOWN_METRICS, best_trials, rule_of, short_config
+from .results import best_trials, rule_of, short_config, shown_metrics
 
 COMPLEX_ATTRS = ("history", "config")
 
@@ -52,12 +52,12 @@ def rule_table(study: optuna.Study) -> pd.DataFrame:
 def best_frame(study: optuna.Study) -> pd.DataFrame:
     """The best trial or the Pareto front as a table."""
     names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
-    rows = []
-    for t in best_trials(study):
+    rows, trials = [], best_trials(study)
+    for t in trials:
         row = {"trial": t.number, **dict(zip(names, t.values, strict=True))}
-        row.update({m: t.user_attrs.get(m) for m in SHOWN_METRICS if m not in names})
-        config = t.user_attrs.get("config", {})
-        row.update({"block/rule": rule_of(config), "config": short_config(config)})
+        row.update({m: t.user_attrs.get(m) for m in shown_metrics(trials, names)})
+        row["block/rule"] = rule_of(t.user_attrs.get("config", {}))
+        row["searched parameters"] = short_config(t.params)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -14,10 +14,11 @@ def rule_of(config: dict) -> str:
     return f"{kind}/{rule}"
 
 
-def short_config(config: dict) -> str:
-    """The searched configuration in one line, without the dotted prefixes of inactive branches."""
+def short_config(params: dict) -> str:
+    """A trial's searched parameters in one line, by their last name (``mu=0.6 lr=0.003``); block and rule,
+    shown in their own column, are left out."""
     parts = []
-    for key, value in config.items():
+    for key, value in params.items():
         if key == "block" or key.endswith(".rule"):
             continue
         leaf = key.rsplit(".", 1)[-1]
@@ -35,6 +36,12 @@ def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: t.number)
 
 
+def shown_metrics(trials, objective_names) -> list[str]:
+    """The metrics worth a column next to the objectives: those some of the trials actually measured."""
+    return [m for m in SHOWN_METRICS if m not in objective_names
+            and any(t.user_attrs.get(m) is not None for t in trials)]
+
+
 def table(study: optuna.Study) -> str:
     """The final table of ``momsearch run``: best trial or Pareto front."""
     trials = best_trials(study)
@@ -42,13 +49,13 @@ def table(study: optuna.Study) -> str:
         return "no completed trial"
     names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
     title = "best trial" if len(study.directions) == 1 else f"Pareto front ({len(trials)} trials)"
-    header = ["trial", *names, *[m for m in SHOWN_METRICS if m not in names], "block/rule", "config"]
+    extra = shown_metrics(trials, names)
+    header = ["trial", *names, *extra, "block/rule", "searched parameters"]
     rows = []
     for t in trials:
-        config = t.user_attrs.get("config", {})
         values = [_fmt(v) for v in t.values]
-        extra = [_fmt(t.user_attrs.get(m)) for m in SHOWN_METRICS if m not in names]
-        rows.append([str(t.number), *values, *extra, rule_of(config), short_config(config)])
+        metrics = [_fmt(t.user_attrs.get(m)) for m in extra]
+        rows.append([str(t.number), *values, *metrics, rule_of(t.user_attrs.get("config", {})), short_config(t.params)])
     return f"{title}\n" + _format(header, rows)
 
 

@@ -253,8 +253,9 @@ class _Progress:
 
     def poll(self) -> None:
         if self.bar is not None:
-            self.bar.n = min(self.total, self._finished() - self.start)
-            self.bar.refresh()
+            done = min(self.total, self._finished() - self.start)
+            if done != self.bar.n:
+                self.bar.update(done - self.bar.n)
 
     def __enter__(self):
         if self.enabled:
