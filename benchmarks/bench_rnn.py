@@ -2,7 +2,8 @@
 
 Also times the obvious per-step Python-loop heavy-ball LSTM cell, the implementation the fast paths replace.
 Everything runs in one process on one thread, with denormals flushed; runs are interleaved round-robin
-and the median is reported.
+and the median is reported. Times are the CPU time of this process (``time.process_time``), which other
+jobs on shared cores disturb far less than wall-clock time.
 
     python benchmarks/bench_rnn.py            # (B=64, T=784, I=1, H=128) and (B=32, T=256, I=32, H=256)
     python benchmarks/bench_rnn.py --quick    # smaller sizes, a few seconds
@@ -83,9 +84,9 @@ def measure(size: tuple[int, int, int, int], repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():
-            start = time.perf_counter()
+            start = time.process_time()
             run()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(time.process_time() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -93,7 +94,7 @@ def report(size: tuple[int, int, int, int], medians: dict[str, float]) -> None:
     """Print one table: milliseconds, ratio to nn.LSTM, target, speed-up over the naive loop."""
     base, naive = medians["nn.LSTM"], medians["naive loop"]
     B, T, I, H = size
-    print(f"\nB={B} T={T} I={I} H={H}  (forward+backward, median, 1 thread)")
+    print(f"\nB={B} T={T} I={I} H={H}  (forward+backward, median process time, 1 thread)")
     print(f"{'path':<18}{'ms':>10}{'x nn.LSTM':>11}{'target':>8}{'naive/this':>12}")
     for name, sec in medians.items():
         target = f"<={TARGETS[name]:.2f}" if name in TARGETS else ""

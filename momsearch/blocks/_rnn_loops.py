@@ -52,8 +52,10 @@ def activate(cell: str, z: torch.Tensor, c: torch.Tensor | None, bias: torch.Ten
 class AdamDrive:
     """The per-step ``adam``/``rmsprop`` drive: v = mu·v + s·g ; m = beta·m + (1-beta)·g² ; v/sqrt(m + eps).
 
-    Computed step by step inside the recurrence: on (B, G) slices that stay in cache this is several
-    times faster here than whole-sequence elementwise passes over (T, B, G).
+    Computed step by step inside the recurrence, each step one autograd node with a hand-written backward
+    (:class:`_AdamStep`): on (B, G) slices that stay in cache this is several times faster here than
+    whole-sequence elementwise passes over (T, B, G), and about twice as fast as the same step left to
+    autograd op by op.
 
     Args:
         rule: an ``Adam`` or ``RMSProp`` rule.
@@ -62,16 +64,40 @@ class AdamDrive:
     """
 
     def __init__(self, rule, v: torch.Tensor | None, m: torch.Tensor):
-        self.mu, self.s, self.beta, self.eps = rule.mu, rule.s, rule.beta, rule.eps
+        self.hyper = (rule.mu, rule.s, rule.beta, rule.eps)
         self.v, self.m = v, m
 
     def __call__(self, g: torch.Tensor) -> torch.Tensor:
         """The drive (B, G) of a step with input term ``g`` (B, G); updates ``v`` and ``m``."""
-        v = g * self.s if self.v is None else torch.add(self.v * self.mu, g, alpha=self.s)  # (B, G)
-        self.m = torch.addcmul(self.m * self.beta, g, g, value=1.0 - self.beta)  # (B, G)
+        d, v, self.m = _AdamStep.apply(g, self.v, self.m, *self.hyper)  # (B, G) each
         if self.v is not None:
             self.v = v
-        return v / torch.sqrt(self.m + self.eps)  # (B, G)
+        return d
+
+
+class _AdamStep(torch.autograd.Function):
+    """One adam step (g, v, m) -> (drive, v', m') with its backward written out (v None: mu = 0)."""
+
+    @staticmethod
+    def forward(ctx, g, v, m, mu, s, beta, eps):
+        v_new = g * s if v is None else torch.add(v * mu, g, alpha=s)  # (B, G)
+        m_new = torch.addcmul(m * beta, g, g, value=1.0 - beta)  # (B, G)
+        m_eps = m_new + eps  # (B, G)
+        d = v_new / m_eps.sqrt()  # (B, G)
+        ctx.save_for_backward(g, d, m_eps)
+        ctx.hyper, ctx.has_v = (mu, s, beta), v is not None
+        return d, v_new, m_new
+
+    @staticmethod
+    def backward(ctx, dd, dv_out, dm_out):
+        g, d, m_eps = ctx.saved_tensors
+        mu, s, beta = ctx.hyper
+        dd = torch.zeros_like(g) if dd is None else dd
+        dv = dd / m_eps.sqrt() if dv_out is None else torch.add(dv_out, dd / m_eps.sqrt())  # (B, G) dL/dv'
+        dm = dd * d / m_eps * -0.5  # (B, G) dL/dm' through the drive
+        dm = dm if dm_out is None else dm + dm_out
+        dg = torch.addcmul(dv * s, g, dm, value=2.0 * (1.0 - beta))  # (B, G)
+        return dg, dv * mu if ctx.has_v else None, dm * beta, None, None, None, None
 
 
 def recur(cell: str, g: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w_hh: torch.Tensor,

@@ -6,7 +6,8 @@ runs them, so weights load from and into the torch modules. Paths, fastest first
 * ``plain``, ``heavy_ball`` and GRU ``nesterov_restart`` run on torch's fused kernels; the momentum rules
   through the filtered-input identity: x̃_t = c_t·x̃_{t-1} + s·[x_t, 1] with weight ``[W_ih | b_ih]``.
 * ``adam``/``rmsprop`` compute the input term of every step with one GEMM, then a step loop that turns it
-  into the drive on (B, G) slices (whole-sequence elementwise scans were several times slower here).
+  into the drive on (B, G) slices, one hand-differentiated node per step (whole-sequence elementwise
+  scans over (T, B, G) were several times slower on this CPU: fresh large buffers page-fault).
 * LSTM/tanh ``nesterov_restart`` is a step loop that keeps the previous pre-activation.
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
 """
