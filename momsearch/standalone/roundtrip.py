@@ -71,8 +71,8 @@ def verify_many(checks: Sequence[tuple[Path, nn.Module, Mapping]], dtype: torch.
                          "output": str(tmp / f"out{i}.pt"), "dtype": name})
         (tmp / "jobs.json").write_text(json.dumps(jobs))
         try:
-            done = subprocess.run([sys.executable, "-I", "-B", str(RUNNER), str(tmp / "jobs.json")], capture_output=True,
-                                  text=True, timeout=timeout, cwd=tmp)
+            command = [sys.executable, "-I", "-B", str(RUNNER), str(tmp / "jobs.json")]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp)
         except subprocess.TimeoutExpired:
             raise ExportError(f"round-trip check: the isolated interpreter took more than {timeout:.0f} s") from None
         try:
