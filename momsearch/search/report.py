@@ -1,5 +1,9 @@
 """Study reports: ``trials.csv``, interactive plots (HTML) and PNGs through ``optuna.visualization``, and
-``summary.md`` with the best trial (or Pareto front) and a per-rule table — "which update rule wins"."""
+``summary.md`` with the best trial (or Pareto front) and a per-rule table — "which update rule wins".
+
+When a study repeats configurations over ``train.seed``, the summary adds a "variants over seeds" table (mean
+± std per configuration, epochs to reach each plain variant's best mean validation metric, NFE of ODE blocks)
+and a plot of the mean validation curves."""
 
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ import pandas as pd
 from .results import best_trials, rule_of, short_config, shown_metrics
 
 COMPLEX_ATTRS = ("history", "config")
+SEED_KEY = "train.seed"
+QUIET_PARAMS = ("eps",)  # numerical guards: left out of variant labels
+NFE_METRICS = ("nfe_forward", "nfe_backward", "nfe_total")
+TASK_METRICS = {"accuracy": "maximize", "mse": "minimize"}  # the validation metric in each trial's history
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -60,6 +68,174 @@ def best_frame(study: optuna.Study) -> pd.DataFrame:
         row["searched parameters"] = short_config(t.params)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def variant_groups(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """Completed trials grouped by their configuration without ``train.seed``, labelled readably.
+
+    Returns:
+        ``{label: trials}`` in order of first appearance, e.g. ``{"rnn/heavy_ball mu=0.6 s=0.6": [...]}``; the
+        label holds the block/rule, the rule's hyperparameters and any other setting that differs between groups.
+    """
+    groups: dict[str, list] = {}
+    configs: dict[str, dict] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        config = {k: v for k, v in t.user_attrs.get("config", {}).items() if k != SEED_KEY}
+        key = json.dumps(config, sort_keys=True, default=str)
+        groups.setdefault(key, []).append(t)
+        configs.setdefault(key, config)
+    keys = [k for c in configs.values() for k in c]
+    varying = [k for k in dict.fromkeys(keys)
+               if len({json.dumps(c.get(k, "<absent>"), default=str) for c in configs.values()}) > 1]
+    return {variant_label(configs[key], varying): trials for key, trials in groups.items()}
+
+
+def variant_label(config: dict, varying: list[str]) -> str:
+    """``block/rule`` + the rule's hyperparameters + the other ``varying`` settings, e.g.
+    ``rnn/heavy_ball mu=0.6 s=0.6`` or ``attention/plain kind=softmax``."""
+    kind = config.get("block", "?")
+    rule_key = next((k for k in config if k.startswith(f"block.{kind}") and k.endswith(".rule")), None)
+    prefix = f"{rule_key}.{config[rule_key]}." if rule_key else None
+    others = [k for k in varying if k in config and k not in ("block", rule_key) and not k.endswith(".rule")
+              and not (prefix and k.startswith(prefix))]
+    rule_params = [k for k in config if prefix and k.startswith(prefix) and k[len(prefix):] not in QUIET_PARAMS]
+    parts = [f"{k.rsplit('.', 1)[-1]}={_value(config[k])}" for k in others + rule_params]
+    return " ".join([rule_of(config), *parts])
+
+
+def variant_table(study: optuna.Study) -> pd.DataFrame:
+    """Per configuration repeated over ``train.seed``: seeds, mean ± std of the objectives, the test metric and
+    device seconds, mean NFE (ODE blocks), and epochs to reach each plain variant's best mean validation metric.
+
+    Returns:
+        One row per variant; empty when no configuration ran with two or more seeds.
+    """
+    groups = variant_groups(study)
+    if not any(len({t.user_attrs.get("seed") for t in trials}) > 1 for trials in groups.values()):
+        return pd.DataFrame()
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    metric = _history_metric(groups)
+    targets = {label: _best_mean(trials, metric) for label, trials in groups.items()
+               if metric and label.split(" ", 1)[0].endswith("/plain")}
+    extra = [m for m in (f"test_{metric}" if metric else None, "device_seconds") if m and m not in names]
+    has_nfe = any(t.user_attrs.get("nfe_total") is not None for trials in groups.values() for t in trials)
+    rows = []
+    for label, trials in groups.items():
+        row = {"variant": label, "seeds": len(trials)}
+        for i, name in enumerate(names):
+            row[name] = _mean_std([t.values[i] for t in trials])
+        for name in extra:
+            row[name] = _mean_std([t.user_attrs.get(name) for t in trials])
+        if has_nfe:
+            row.update({f"mean {m}": _mean([t.user_attrs.get(m) for t in trials]) for m in NFE_METRICS})
+        for ref, (target, _) in targets.items():
+            row[f"epochs to {metric} {target:.4g} ({ref})"] = _epochs_to_reach(trials, metric, target)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def variant_notes(study: optuna.Study) -> list[str]:
+    """Lines under the variants table: what ± means and where each plain variant's best mean lies."""
+    groups = variant_groups(study)
+    metric = _history_metric(groups)
+    lines = ["Mean ± sample standard deviation over seeds. A difference smaller than the spread is within "
+             "seed-to-seed noise."]
+    for label, trials in groups.items():
+        if metric and label.split(" ", 1)[0].endswith("/plain"):
+            target, epoch = _best_mean(trials, metric)
+            lines.append(f"`{label}`: best mean validation {metric} {target:.4g} at epoch {epoch}; \"epochs to\" "
+                         f"is the first epoch a seed reaches it, averaged over the seeds that do (k/n when not all "
+                         f"do).")
+    return lines
+
+
+def plot_variant_curves(study: optuna.Study, path: Path) -> bool:
+    """Mean validation curve per variant over seeds, shaded ± std; return False when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = variant_groups(study)
+    metric = _history_metric(groups)
+    if metric is None or variant_table(study).empty:
+        return False
+    figure, ax = plt.subplots(figsize=(7.5, 4.5))
+    for label, trials in groups.items():
+        epochs, means, stds = _curve(trials, metric)
+        line = ax.plot(epochs, means, label=f"{label} (n={len(trials)})")[0]
+        ax.fill_between(epochs, [m - s for m, s in zip(means, stds, strict=True)],
+                        [m + s for m, s in zip(means, stds, strict=True)], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {metric} (mean ± std over seeds)")
+    ax.set_title(study.study_name)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return True
+
+
+def _history_metric(groups: dict[str, list]) -> str | None:
+    """The validation metric the trials' histories hold (``accuracy`` or ``mse``), or None."""
+    for trials in groups.values():
+        for t in trials:
+            for entry in t.user_attrs.get("history") or []:
+                return next((m for m in TASK_METRICS if m in entry), None)
+    return None
+
+
+def _curve(trials: list, metric: str) -> tuple[list[int], list[float], list[float]]:
+    """(epochs, mean, std) of the validation metric over the trials that ran each epoch."""
+    by_epoch: dict[int, list[float]] = {}
+    for t in trials:
+        for entry in t.user_attrs.get("history") or []:
+            by_epoch.setdefault(entry["epoch"], []).append(entry[metric])
+    epochs = sorted(by_epoch)
+    return (epochs, [statistics.mean(by_epoch[e]) for e in epochs],
+            [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs])
+
+
+def _best_mean(trials: list, metric: str) -> tuple[float, int]:
+    """(best value of the mean validation curve, its epoch)."""
+    epochs, means, _ = _curve(trials, metric)
+    pick = max if TASK_METRICS[metric] == "maximize" else min
+    best = pick(range(len(epochs)), key=lambda i: means[i])
+    return means[best], epochs[best]
+
+
+def _epochs_to_reach(trials: list, metric: str, target: float) -> str:
+    """Mean over seeds of the first epoch whose validation metric reaches ``target``; ``k/n`` when only k do."""
+    maximize = TASK_METRICS[metric] == "maximize"
+    reached = []
+    for t in trials:
+        hits = [e["epoch"] for e in t.user_attrs.get("history") or []
+                if (e[metric] >= target if maximize else e[metric] <= target)]
+        if hits:
+            reached.append(min(hits))
+    if not reached:
+        return "not reached"
+    mean = f"{statistics.mean(reached):.3g}"
+    return mean if len(reached) == len(trials) else f"{mean} ({len(reached)}/{len(trials)})"
+
+
+def _mean_std(values: list) -> str:
+    """``mean ± std`` of the measured values (``-`` when none were measured)."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def _mean(values: list) -> float | None:
+    values = [float(v) for v in values if v is not None]
+    return statistics.mean(values) if values else None
+
+
+def _value(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _plots(study: optuna.Study):
@@ -113,8 +289,13 @@ def write_report(study: optuna.Study, out: Path) -> Path:
              "Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in
                                           zip(study.metric_names or [], study.directions, strict=False)), "",
              f"## {kind}", "", _markdown(best_frame(study)), "",
-             "## Per update rule (completed trials)", "", _markdown(rule_table(study)), "",
-             "## Plots", ""]
+             "## Per update rule (completed trials)", "", _markdown(rule_table(study)), ""]
+    variants = variant_table(study)
+    if not variants.empty:
+        lines += ["## Variants over seeds", "", _markdown(variants), "", *variant_notes(study), ""]
+        if plot_variant_curves(study, out / "variants.png"):
+            lines += ["![variants](variants.png)", ""]
+    lines += ["## Plots", ""]
     lines += [f"![{n}]({n}.png) ([interactive]({n}.html))" for n in written]
     lines += [f"- skipped {s}" for s in skipped]
     path = out / "summary.md"
