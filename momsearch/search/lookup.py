@@ -36,8 +36,8 @@ def locate(target: str, storage: str | None = None, out: str | Path | None = Non
     out_dir = Path(out) if out else default_out(name)
     url = storage or file_storage or default_url(out_dir)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        raise StudyError(f"no study {name!r}: {url[len('sqlite:///'):]} does not exist (run it first, or pass "
-                         "--storage/--out)")
+        raise StudyError(f"no study {name!r}: {url[len('sqlite:///'):]} does not exist (run the study first, or "
+                         "name its storage URL or output directory)")
     return name, url, out_dir
 
 
