@@ -6,8 +6,8 @@
 Times ``Attention.attend`` (the attention on per-head q, k, v: feature map, chunked parallel form,
 normaliser; no projections), causal, one intra-op thread: forward under ``torch.no_grad`` and
 forward+backward, medians, with ratios against plain linear attention measured in the same process.
-Memory is measured in a fresh subprocess per configuration: the peak resident-set growth (``ru_maxrss``
-minus the resident set before the call, after a small warm-up) during one forward+backward, i.e.
+Memory is measured in a fresh subprocess per configuration: the peak resident-set growth (``VmHWM``, reset
+just before the call, minus the resident set then; after a small warm-up) during one forward+backward, i.e.
 everything the call allocates beyond its inputs (autograd buffers, gradients); on CUDA the peak of
 ``torch.cuda.max_memory_allocated`` above the allocation before the call.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -82,10 +81,11 @@ def interleaved_medians(fn, setups: dict, repeats: dict, device: str) -> dict[st
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in MB."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) / 2**10
 
 
 def peak_memory_mb(name: str, steps: int, device: str) -> float:
@@ -100,9 +100,11 @@ def peak_memory_mb(name: str, steps: int, device: str) -> float:
         forward_backward(att, inputs)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
-    before = _rss_mb()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current resident set
+    before = _status_mb("VmRSS")
     forward_backward(att, inputs)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10 - before
+    return _status_mb("VmHWM") - before
 
 
 def memory_in_subprocess(name: str, steps: int, device: str) -> float:

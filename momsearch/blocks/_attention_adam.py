@@ -96,4 +96,6 @@ def _chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: torch.Tensor, s
         out = state
         rows = torch.arange(B, device=k.device)
         at_last = s_steps[rows, :, r_last]  # (B, H, d*m)
-    return out, p_steps[:, :, -1], sq_steps[:, :, -1], s_steps[:, :, -1], at_last
+    # copies, not views: a view of the last step would keep the whole chunk's (C, d*m) tensors alive
+    ends = (x[:, :, -1].clone() for x in (p_steps, sq_steps, s_steps))  # 3 x (B, H, d*m)
+    return out, *ends, at_last
