@@ -11,6 +11,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -133,16 +134,32 @@ def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+_PROC_STATUS = Path("/proc/self/status")
+_PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
 def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak-memory measurement on CUDA (the CPU peak RSS cannot be reset)."""
+    """Start a new peak-memory measurement: CUDA's peak statistics, or on Linux the process's peak resident
+    set size (writing 5 to ``/proc/self/clear_refs`` resets ``VmHWM``), so each run of a worker that trains
+    many models reports its own peak."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    elif _PROC_CLEAR_REFS.exists():
+        try:
+            _PROC_CLEAR_REFS.write_text("5")
+        except OSError:  # not permitted in some sandboxes: the peak then covers the process's life
+            pass
 
 
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory in MiB: ``torch.cuda.max_memory_allocated`` on CUDA (since the last reset), else the
-    process's peak resident set size (``resource.getrusage``, over the process's life)."""
+    process's peak resident set size since the last reset (Linux ``VmHWM``; elsewhere ``getrusage``, over
+    the process's life)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    if _PROC_STATUS.exists():
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
