@@ -11,14 +11,18 @@ the (d, m) states between chunks; backward recomputes one chunk at a time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..rules import Adam
 from ._attention_linear import DENOMINATOR_EPS, _chunked, _last_steps
 
+if TYPE_CHECKING:  # annotations only: kernels read the rule by attribute, exports embed their own Rule
+    from ..rules import Rule
 
-def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Adam, causal: bool,
+
+def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Rule, causal: bool,
                    chunk: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Linear attention with the Adam rule on the numerator state, exact at every step.
 
@@ -26,7 +30,7 @@ def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Ad
         fq: (B, H, T, d) feature-mapped queries φ(q).
         fk: (B, H, T, d) feature-mapped keys φ(k), zero at padded steps.
         v: (B, H, T, m) values.
-        rule: the ``Adam`` rule.
+        rule: the ``adam`` rule (``mu``, ``s``, ``beta``, ``eps``).
         causal: each step reads its own state S_t (True) or the final state (False).
         chunk: chunk length C.
         lengths: (B,) real steps per sequence, all padding at the end (None: all T).
@@ -66,7 +70,7 @@ def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Ad
     return num / (den + DENOMINATOR_EPS)
 
 
-def _toeplitz(rule: Adam, chunk: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+def _toeplitz(rule: Rule, chunk: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
     """(C, C) weights of U in p and of U² in m inside a chunk, and (C, 1) weights of the carried p and m."""
     r = torch.arange(chunk, dtype=torch.float64)
     lag = r[:, None] - r[None, :]  # (C, C)

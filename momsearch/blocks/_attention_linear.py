@@ -20,10 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..rules import Rule
+if TYPE_CHECKING:  # annotations only: kernels read the rule by attribute, exports embed their own Rule
+    from ..rules import Rule
+
 
 DENOMINATOR_EPS = 1e-6
 
@@ -132,7 +135,7 @@ def linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: 
     Returns:
         (B, H, T, m) outputs φ(q_t)ᵀS / (φ(q_t)ᵀz + 1e-6).
     """
-    B, H, T, d = fk.shape
+    B, H, T, _ = fk.shape  # (B, H, T, d)
     m = v.shape[-1]
     n_chunks = -(-T // chunk)
     pad = n_chunks * chunk - T

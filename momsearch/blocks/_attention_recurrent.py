@@ -6,13 +6,15 @@ A padded step (``keep`` False) leaves every state unchanged, the Nesterov counte
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from ..rules import Rule
 from ._attention_linear import DENOMINATOR_EPS, nesterov_coefficients
+
+if TYPE_CHECKING:  # annotations only: kernels read the rule by attribute, exports embed their own Rule
+    from ..rules import Rule
 
 
 class LinearState(NamedTuple):

@@ -1,8 +1,8 @@
 """Collect the library source an exported module needs: the named objects and everything they use, verbatim.
 
-Starting from root objects (e.g. ``momsearch.standalone._rnn.RNN``), every top-level function, class or
-constant they use is taken from its module's source as written, following imports between momsearch
-modules, so the exported code *is* the library's code (the fast paths included). Imports of other packages
+Starting from root objects (e.g. ``momsearch.blocks._attention_core.TransformerEncoder``), every top-level
+function, class or constant they use is taken from its module's source as written, following imports between
+momsearch modules, so the exported code *is* the library's code (the fast paths included). Imports of other packages
 (torch, torchdiffeq, the standard library) are gathered into one import block. Names that appear only in
 annotations are not followed: exported modules start with ``from __future__ import annotations``.
 """
@@ -111,7 +111,8 @@ def collect(roots: list[tuple[str, str]]) -> Embedding:
     """Gather the source of ``roots`` (module, name) and of everything they use inside momsearch.
 
     Args:
-        roots: the objects the exported module refers to, e.g. ``[("momsearch.standalone._rnn", "RNN")]``.
+        roots: the objects the exported module refers to,
+            e.g. ``[("momsearch.blocks._attention_core", "TransformerEncoder")]``.
 
     Returns:
         An :class:`Embedding`; :func:`render` turns it into source text.

@@ -60,9 +60,10 @@ def _flow_args(p, rule) -> tuple[list, str]:
     if fixed:
         args.append(_arg("step_size", p["step_size"]))
     args += [_arg(k, p[k]) for k in ("rtol", "atol", "adjoint", "seminorm", "m0")]
-    params = ", ".join(f"{k}={k}" for k in rule["params"])
-    call = (f"rule=rule, rule_params=dict({params}), hidden_size=hidden_size, depth=depth, "
-            f"activation=activation, solver=solver, options={'dict(step_size=step_size)' if fixed else '{}'}, "
+    params = "{" + ", ".join(f'"{k}": {k}' for k in rule["params"]) + "}"
+    options = '{"step_size": step_size}' if fixed else "{}"
+    call = (f"rule=rule, rule_params={params}, hidden_size=hidden_size, depth=depth, "
+            f"activation=activation, solver=solver, options={options}, "
             "rtol=rtol, atol=atol, adjoint=adjoint, seminorm=seminorm, m0=m0")
     return args, call
 
@@ -95,7 +96,7 @@ def _attention(block, io) -> tuple[list, list[str], list[tuple[str, str]], str]:
             f"self.block = TransformerEncoder(d_model, heads, layers, ffn, kind, {_rule_call(block['rule'])}, "
             "causal, residual, residual_mu, residual_s, dropout, chunk_size)",
             "self.output_head = nn.Linear(d_model, output_size)"]
-    roots = [("momsearch.standalone._attention", "TransformerEncoder"), ("momsearch.model", "SinusoidalPositions"),
+    roots = [("momsearch.blocks._attention_core", "TransformerEncoder"), ("momsearch.model", "SinusoidalPositions"),
              ("momsearch.standalone._rule", "Rule")]
     return args, body, roots, "h = self.block(h)  # (B, T, D)"
 
@@ -138,15 +139,17 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _docstring(block, io, info: Mapping[str, Any]) -> str:
-    """The module docstring: what was searched, the trial's metrics and configuration, and how to use it."""
+def _docstring(block, io, info: Mapping[str, Any], embedded: list[str]) -> str:
+    """The module docstring: what was searched, the code it embeds, the trial's metrics and configuration, usage."""
     rule = block["rule"]
     what = f"{block['kind']} block" + (f", {block['params']['cell']} cell" if block["kind"] == "rnn" else "")
     where = (f"trial {info['trial']} of study {info['study']!r}" if info.get("study") is not None
              else "a momsearch configuration")
     lines = [f"Standalone export of {where}: {what}, rule {rule['name']}.", "",
              "Needs only torch" + (" and torchdiffeq" if block["kind"] == "ode" else "") +
-             "; the block code below is momsearch's own, the hyperparameters are the defaults of Model.", ""]
+             ". The code below is momsearch's own, copied as written from these modules; the",
+             "hyperparameters are the defaults of Model:", "",
+             *(f"    {name}" for name in embedded), ""]
     metrics = info.get("metrics") or {}
     if metrics:
         lines.append("Metrics:")
@@ -197,8 +200,9 @@ def module_source(config: Mapping[str, Any], io: Mapping[str, Any], info: Mappin
         "",
         _indent(_forward(io, block_call, sequence_block), 4),
     ])
-    text = "\n\n\n".join([_docstring(block, io, info) + "\n\n" + render_imports(emb.imports), render_body(emb),
-                          model]) + "\n"
+    # one blank line after the imports: the body opens with a comment, which isort wants that close
+    text = (_docstring(block, io, info, emb.modules) + "\n\n" + render_imports(emb.imports) + "\n\n" + render_body(emb)
+            + "\n\n\n" + model + "\n")
     return _formatted(text)
 
 
