@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from momsearch.blocks import RNN
+from momsearch.blocks import RNN, _rnn_adam
 from momsearch.blocks.rnn import RNNState
 from momsearch.builder import build_block_model
 from momsearch.catalog.rnn import CELLS
@@ -268,3 +268,25 @@ def test_bad_state_names_the_argument():
     with pytest.raises(ConfigError, match=r"state.layers\[0\].v"):
         rnn(x, other(x)[1])
     assert isinstance(state, RNNState)
+
+
+@pytest.mark.parametrize("mu", [0.5, 0.0])
+def test_adam_lstm_gradcheck_through_every_state_and_chunk(monkeypatch, mu):
+    """The whole-layer adam LSTM node: gradients of every output w.r.t. every input, incoming state included,
+    with chunks of 3 steps so that T = 7 crosses two chunk boundaries and ends on a partial chunk."""
+    monkeypatch.setattr(_rnn_adam, "ADAM_LSTM_CHUNK", 3)
+    Bs, Ts, Hs = 2, 7, 2
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape, low=-1.0):
+        return (torch.rand(shape, generator=gen, dtype=torch.float64) * (1 - low) + low).requires_grad_()
+
+    g, h, c, m = rand(Ts, Bs, 4 * Hs), rand(Bs, Hs), rand(Bs, Hs), rand(Bs, 4 * Hs, low=0.1)
+    v = rand(Bs, 4 * Hs) if mu else None
+    w_hh, b_hh = rand(4 * Hs, Hs), rand(4 * Hs)
+
+    def run(g, h, c, m, w_hh, b_hh, *v):
+        out = _rnn_adam.adam_lstm(g, h, c, v[0] if v else None, m, w_hh, b_hh, mu, 0.7, 0.8, 1e-3)
+        return tuple(t for t in out if t is not None)
+
+    assert torch.autograd.gradcheck(run, (g, h, c, m, w_hh, b_hh, *([v] if mu else [])))

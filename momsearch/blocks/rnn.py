@@ -5,9 +5,9 @@ runs them, so weights load from and into the torch modules. Paths, fastest first
 
 * ``plain``, ``heavy_ball`` and GRU ``nesterov_restart`` run on torch's fused kernels; the momentum rules
   through the filtered-input identity: x̃_t = c_t·x̃_{t-1} + s·[x_t, 1] with weight ``[W_ih | b_ih]``.
-* ``adam``/``rmsprop`` compute the input term of every step with one GEMM, then a step loop that turns it
-  into the drive on (B, G) slices, one hand-differentiated node per step (whole-sequence elementwise
-  scans over (T, B, G) were several times slower on this CPU: fresh large buffers page-fault).
+* ``adam``/``rmsprop`` compute the input term of every step with one GEMM. LSTM: then the whole layer is
+  one hand-differentiated node (:mod:`._rnn_adam`, chunked buffers, no graph per step); other cells: a step
+  loop that turns the input term into the drive on (B, G) slices, one hand-differentiated node per step.
 * LSTM/tanh ``nesterov_restart`` is a step loop that keeps the previous pre-activation.
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
 """
@@ -27,6 +27,7 @@ from ..catalog.params import Param, check_params
 from ..errors import ConfigError
 from ..rules import RULES, Rule
 from . import _rnn_fused as fused
+from ._rnn_adam import adam_lstm
 from ._rnn_loops import AdamDrive, recur, recur_nesterov
 from ._rnn_scan import scan
 
@@ -237,6 +238,9 @@ class RNN(nn.Module):
             coeff = [rule.coefficient(step + t) for t in range(T)]
             out, h, c, y = recur_nesterov(cell, g, rule.s, coeff, ls.h, ls.c, ls.y, w_hh, b_hh)
             return out, LayerState(h, c, y=y)
+        if cell == "lstm":
+            out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, rule.mu, rule.s, rule.beta, rule.eps)
+            return out, LayerState(h, c, v=v, m=m)
         adam = AdamDrive(rule, ls.v, ls.m)
         out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
         return out, LayerState(h, c, v=adam.v, m=adam.m)

@@ -4,8 +4,8 @@ Parameters are named and shaped as in ``torch.nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`
 modReLU bias and W_hh kept orthogonal by ``torch.nn.utils.parametrizations.orthogonal``). Paths, fastest
 first: ``plain``, ``heavy_ball`` and GRU/orthogonal ``nesterov_restart`` on torch's fused kernels (momentum
 through the filtered input x̃_t = c_t·x̃_{t-1} + s·[x_t, 1] with weight ``[W_ih | b_ih]``); ``adam``/``rmsprop``
-one input GEMM then a step loop; LSTM/tanh ``nesterov_restart`` a step loop keeping the previous
-pre-activation.
+one input GEMM then a step loop (LSTM: one hand-differentiated node for the whole layer); LSTM/tanh
+``nesterov_restart`` a step loop keeping the previous pre-activation.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from ..blocks._rnn_adam import adam_lstm
 from ..blocks._rnn_fused import FUSED_CELLS, kernel, run
 from ..blocks._rnn_loops import AdamDrive, recur, recur_nesterov
 from ..blocks._rnn_scan import scan
@@ -171,6 +172,9 @@ class RNN(nn.Module):
             coeff = [rule.coefficient(t) for t in range(T)]
             out, h, c, y = recur_nesterov(cell, g, rule.s, coeff, ls.h, ls.c, ls.y, w_hh, b_hh)
             return out, LayerState(h, c, y=y)
+        if cell == "lstm":
+            out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, rule.mu, rule.s, rule.beta, rule.eps)
+            return out, LayerState(h, c, v=v, m=m)
         adam = AdamDrive(rule, ls.v, ls.m)
         out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
         return out, LayerState(h, c, v=adam.v, m=adam.m)
