@@ -119,10 +119,13 @@ def test_study_files_validate(path, capsys):
 
 
 def tiny_copy(path: Path, tmp_path: Path) -> Path:
-    """The study file at a tiny scale: one epoch of two batches, two trials, one worker, absolute space path."""
+    """The study file at a tiny scale: 64 training examples where the task takes ``n_train``, one epoch of two
+    batches, one trial, one worker, the space file's path made absolute."""
     data = yaml.safe_load(path.read_text())
+    if "n_train" in data["task"]:
+        data["task"]["n_train"] = 64
     data["train"].update(epochs=1, max_batches=2)
-    data["study"].update(n_trials=2, jobs=1)
+    data["study"].update(n_trials=1, jobs=1)
     if isinstance(data["space"], str):
         data["space"] = str((path.parent / data["space"]).resolve())
     tiny = tmp_path / path.name

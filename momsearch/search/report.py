@@ -155,6 +155,7 @@ def plot_variant_curves(study: optuna.Study, path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     groups = variant_groups(study)
     metric = _history_metric(groups)
@@ -167,6 +168,7 @@ def plot_variant_curves(study: optuna.Study, path: Path) -> bool:
         ax.fill_between(epochs, [m - s for m, s in zip(means, stds, strict=True)],
                         [m + s for m, s in zip(means, stds, strict=True)], color=line.get_color(), alpha=0.15)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(f"validation {metric} (mean ± std over seeds)")
     ax.set_title(study.study_name)
     ax.legend(fontsize=7)
@@ -245,7 +247,8 @@ def _plots(study: optuna.Study):
     if len(study.directions) == 1:
         yield "history", vis.plot_optimization_history, mpl.plot_optimization_history, {}
         yield "importances", vis.plot_param_importances, mpl.plot_param_importances, {}
-        yield "intermediate", vis.plot_intermediate_values, mpl.plot_intermediate_values, {}
+        if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):  # only pruned studies report
+            yield "intermediate", vis.plot_intermediate_values, mpl.plot_intermediate_values, {}
         return
     yield "pareto", vis.plot_pareto_front, mpl.plot_pareto_front, {}
     for i, name in enumerate(names):
@@ -288,6 +291,7 @@ def write_report(study: optuna.Study, out: Path) -> Path:
              "Trials: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()), "",
              "Objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in
                                           zip(study.metric_names or [], study.directions, strict=False)), "",
+             *_timing(study),
              f"## {kind}", "", _markdown(best_frame(study)), "",
              "## Per update rule (completed trials)", "", _markdown(rule_table(study)), ""]
     variants = variant_table(study)
@@ -301,6 +305,17 @@ def write_report(study: optuna.Study, out: Path) -> Path:
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _timing(study: optuna.Study) -> list[str]:
+    """One line with the study's elapsed time (first trial start to last trial end) and summed device time."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
+    if not trials:
+        return []
+    elapsed = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
+    device = sum(t.user_attrs.get("device_seconds") or 0.0 for t in trials)
+    return [f"Time: {elapsed.total_seconds() / 60:.1f} min from the first trial's start to the last trial's end; "
+            f"{device:.0f} device seconds summed over trials.", ""]
 
 
 def _markdown(frame: pd.DataFrame) -> str:
