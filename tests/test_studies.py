@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from momsearch.cli import main
-from momsearch.search.report import variant_table, write_report
+from momsearch.search.report import variant_label, variant_table, write_report
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 STUDY_FILES = sorted(p for p in STUDIES.glob("*.yaml") if p.name != "quickstart.yaml")
@@ -36,7 +36,7 @@ def add_trial(study: optuna.Study, config: dict, curve: list[float], test: float
                   "test_accuracy": test, "device_seconds": 1.0, **attrs}
     study.add_trial(optuna.trial.create_trial(
         params={"block.rnn.rule": config["block.rnn.rule"], "train.seed": config["train.seed"]},
-        distributions={"block.rnn.rule": DIST(["plain", "heavy_ball"]), "train.seed": DIST([0, 1, 2])},
+        distributions={"block.rnn.rule": DIST(["plain", "heavy_ball", "adam"]), "train.seed": DIST([0, 1, 2])},
         value=max(curve), user_attrs=user_attrs))
 
 
@@ -59,8 +59,8 @@ def seeded_study() -> optuna.Study:
 
 def test_variant_table_matches_hand_computed_values(seeded_study):
     table = variant_table(seeded_study).set_index("variant")
-    assert list(table.index) == ["rnn/plain", "rnn/heavy_ball mu=0.6 s=0.6", "rnn/heavy_ball mu=0 s=0.6"]
-    assert list(table["seeds"]) == [3, 3, 2]
+    assert list(table.index) == ["rnn/plain", "rnn/heavy_ball mu=0 s=0.6", "rnn/heavy_ball mu=0.6 s=0.6"]
+    assert list(table["seeds"]) == [3, 2, 3]
     # the plain variant's mean curve is (0.2, 0.5, 0.7): best mean 0.7 at epoch 3
     target = max(statistics.mean(c[e] for c in CURVES[("plain", ())]) for e in range(3))
     column = f"epochs to accuracy {target:.4g} (rnn/plain)"
@@ -141,3 +141,19 @@ def test_study_file_runs_and_reports_at_tiny_scale(path, tmp_path):
     assert main(["run", str(tiny), "--out", str(out), "--no-progress"]) == 0
     assert main(["report", str(tiny), "--out", str(out), "--to", str(report)]) == 0
     assert "## Per update rule" in (report / "summary.md").read_text()
+
+
+def test_variant_labels_name_the_kind_and_keep_colliding_variants_apart():
+    softmax = {"block": "attention", "block.attention.kind": "softmax"}
+    momentum = {"block": "attention", "block.attention.kind": "linear", "block.attention.kind.linear.rule":
+                "heavy_ball", "block.attention.kind.linear.rule.heavy_ball.mu": 0.0,
+                "block.attention.kind.linear.rule.heavy_ball.s": 1.5}
+    varying = ["block.attention.kind"]
+    assert variant_label(softmax, varying) == "attention/plain kind=softmax"
+    assert variant_label(momentum, varying) == "attention/heavy_ball kind=linear mu=0 s=1.5"
+    study = optuna.create_study()
+    for extra in ({"block.rnn.rule.adam.eps": 1e-8}, {}, {"block.rnn.dropout": 0.1}):
+        for seed in (0, 1):  # eps differs: shown; dropout set in one configuration only: numbered apart
+            add_trial(study, {**rnn_config("adam", seed, mu=0.6), **extra}, [0.5], 0.5)
+    assert list(variant_table(study)["variant"]) == ["rnn/adam mu=0.6 eps=1e-08", "rnn/adam mu=0.6 eps=1e-16",
+                                                     "rnn/adam mu=0.6 eps=1e-16 [2]"]

@@ -19,7 +19,7 @@ from .results import best_trials, rule_of, short_config, shown_metrics
 
 COMPLEX_ATTRS = ("history", "config")
 SEED_KEY = "train.seed"
-QUIET_PARAMS = ("eps",)  # numerical guards: left out of variant labels
+QUIET_PARAMS = ("eps",)  # numerical guards: left out of variant labels unless they differ between variants
 NFE_METRICS = ("nfe_forward", "nfe_backward", "nfe_total")
 TASK_METRICS = {"accuracy": "maximize", "mse": "minimize"}  # the validation metric in each trial's history
 
@@ -74,8 +74,9 @@ def variant_groups(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTri
     """Completed trials grouped by their configuration without ``train.seed``, labelled readably.
 
     Returns:
-        ``{label: trials}`` in order of first appearance, e.g. ``{"rnn/heavy_ball mu=0.6 s=0.6": [...]}``; the
-        label holds the block/rule, the rule's hyperparameters and any other setting that differs between groups.
+        ``{label: trials}``, plain variants first, then by label, e.g. ``{"rnn/plain": [...],
+        "rnn/heavy_ball mu=0.6 s=0.6": [...]}``; the label holds the block/rule, the rule's hyperparameters and
+        any other setting that differs between groups.
     """
     groups: dict[str, list] = {}
     configs: dict[str, dict] = {}
@@ -85,9 +86,19 @@ def variant_groups(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTri
         groups.setdefault(key, []).append(t)
         configs.setdefault(key, config)
     keys = [k for c in configs.values() for k in c]
-    varying = [k for k in dict.fromkeys(keys)
-               if len({json.dumps(c.get(k, "<absent>"), default=str) for c in configs.values()}) > 1]
-    return {variant_label(configs[key], varying): trials for key, trials in groups.items()}
+    varying = [k for k in dict.fromkeys(keys)  # keys with two or more values among the configurations holding them
+               if len({json.dumps(c[k], default=str) for c in configs.values() if k in c}) > 1]
+    labelled: dict[str, list] = {}
+    for key, trials in groups.items():
+        label = variant_label(configs[key], varying)
+        if label in labelled:  # differs only in a setting the label leaves out: keep both, numbered
+            label = f"{label} [{sum(1 for k in labelled if k.startswith(label)) + 1}]"
+        labelled[label] = trials
+    return dict(sorted(labelled.items(), key=lambda item: (not _is_plain(item[0]), item[0])))
+
+
+def _is_plain(label: str) -> bool:
+    return label.split(" ", 1)[0].endswith("/plain")
 
 
 def variant_label(config: dict, varying: list[str]) -> str:
@@ -98,7 +109,8 @@ def variant_label(config: dict, varying: list[str]) -> str:
     prefix = f"{rule_key}.{config[rule_key]}." if rule_key else None
     others = [k for k in varying if k in config and k not in ("block", rule_key) and not k.endswith(".rule")
               and not (prefix and k.startswith(prefix))]
-    rule_params = [k for k in config if prefix and k.startswith(prefix) and k[len(prefix):] not in QUIET_PARAMS]
+    rule_params = [k for k in config if prefix and k.startswith(prefix)
+                   and (k[len(prefix):] not in QUIET_PARAMS or k in varying)]
     parts = [f"{k.rsplit('.', 1)[-1]}={_value(config[k])}" for k in others + rule_params]
     return " ".join([rule_of(config), *parts])
 
@@ -116,7 +128,7 @@ def variant_table(study: optuna.Study) -> pd.DataFrame:
     names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
     metric = _history_metric(groups)
     targets = {label: _best_mean(trials, metric) for label, trials in groups.items()
-               if metric and label.split(" ", 1)[0].endswith("/plain")}
+               if metric and _is_plain(label)}
     extra = [m for m in (f"test_{metric}" if metric else None, "device_seconds") if m and m not in names]
     has_nfe = any(t.user_attrs.get("nfe_total") is not None for trials in groups.values() for t in trials)
     rows = []
@@ -141,7 +153,7 @@ def variant_notes(study: optuna.Study) -> list[str]:
     lines = ["Mean ± sample standard deviation over seeds. A difference smaller than the spread is within "
              "seed-to-seed noise."]
     for label, trials in groups.items():
-        if metric and label.split(" ", 1)[0].endswith("/plain"):
+        if metric and _is_plain(label):
             target, epoch = _best_mean(trials, metric)
             lines.append(f"`{label}`: best mean validation {metric} {target:.4g} at epoch {epoch}; \"epochs to\" "
                          f"is the first epoch a seed reaches it, averaged over the seeds that do (k/n when not all "
