@@ -132,4 +132,4 @@ def test_float32_round_trip_and_a_wrong_weight_is_caught(tmp_path):
 
 def test_collect_refuses_unknown_names():
     with pytest.raises(ExportError, match="not a top-level definition"):
-        collect([("momsearch.standalone._rnn", "NoSuchThing")])
+        collect([("momsearch.blocks._rnn_core", "NoSuchThing")])

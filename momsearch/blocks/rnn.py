@@ -10,69 +10,26 @@ runs them, so weights load from and into the torch modules. Paths, fastest first
   loop that turns the input term into the drive on (B, G) slices, one hand-differentiated node per step.
 * LSTM/tanh ``nesterov_restart`` is a step loop that keeps the previous pre-activation.
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
+
+The layers themselves live in ``_rnn_core`` (pure torch, shared with exported models); the class here adds
+the argument checks: constructor arguments against the catalog, the input and a carried state in ``forward``.
 """
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.utils import parametrizations
 
 from ..catalog import rnn as rnn_catalog
 from ..catalog.params import Param, check_params
 from ..errors import ConfigError
 from ..rules import RULES, Rule
-from . import _rnn_fused as fused
-from ._rnn_adam import adam_lstm
-from ._rnn_loops import AdamDrive, recur, recur_nesterov
-from ._rnn_scan import scan
+from . import _rnn_core as core
+from ._rnn_core import LayerState, RNNState
 
-GATES = {"lstm": 4, "gru": 3, "tanh": 1, "orthogonal": 1}
 INPUT_SIZE = Param("int", 1, "features per step", low=1)
 
 
-class LayerState(NamedTuple):
-    """What one layer carries from one call to the next; fields its cell and rule do not use are None.
-
-    Attributes:
-        h: (B, H) hidden state.
-        c: (B, H) LSTM cell state.
-        v: the momentum. ``heavy_ball`` and GRU/orthogonal ``nesterov_restart``: the filtered input
-            x̃ (B, I + 1) (I for the orthogonal cell, which has no input bias), whose drive is
-            ``[W_ih | b_ih]·x̃``; ``adam``: v (B, G) itself (G = gates·H).
-        m: (B, G) the squared-drive average of ``adam``/``rmsprop``.
-        y: (B, G) the previous pre-activation y_{t-1} of LSTM/tanh ``nesterov_restart``.
-    """
-
-    h: torch.Tensor
-    c: torch.Tensor | None = None
-    v: torch.Tensor | None = None
-    m: torch.Tensor | None = None
-    y: torch.Tensor | None = None
-
-
-class RNNState(NamedTuple):
-    """The state :class:`RNN` returns and accepts to continue a sequence exactly.
-
-    Attributes:
-        layers: one :class:`LayerState` per layer, bottom first.
-        step: steps consumed so far (the global step index that drives the Nesterov restart counter).
-    """
-
-    layers: tuple[LayerState, ...]
-    step: int
-
-    def detach(self) -> RNNState:
-        """The same state cut from the autograd graph (truncated backpropagation through time)."""
-        layers = tuple(LayerState(*(None if t is None else t.detach() for t in ls)) for ls in self.layers)
-        return RNNState(layers, self.step)
-
-
-class RNN(nn.Module):
+class RNN(core.RNN):
     """A stack of recurrent layers whose driving term follows ``rule`` in every layer.
 
     Args:
@@ -87,98 +44,11 @@ class RNN(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, cell: str = "lstm", rule: Rule | None = None,
                  num_layers: int = 1, dropout: float = 0.0, batch_first: bool = False):
-        super().__init__()
         params = check_params("RNN", rnn_catalog.PARAMS, dict(cell=cell, hidden_size=hidden_size,
                                                               num_layers=num_layers, dropout=dropout))
-        self.input_size = INPUT_SIZE.check("RNN: input_size", input_size)
-        self.hidden_size, self.cell = params["hidden_size"], params["cell"]
-        self.num_layers, self.dropout = params["num_layers"], params["dropout"]
-        self.batch_first = bool(batch_first)
-        self.rule = _check_rule(rule)
-        H, G = self.hidden_size, GATES[self.cell] * self.hidden_size
-        kernels = []
-        for k in range(self.num_layers):
-            n_in = self.input_size if k == 0 else H
-            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(G, n_in)))
-            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(G, H)))
-            if self.cell == "orthogonal":
-                self.register_parameter(f"bias_modrelu_l{k}", nn.Parameter(torch.empty(H)))
-            else:
-                self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(G)))
-                self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(G)))
-            kernels.append(self._kernel(n_in))
-        self._kernels = kernels  # a plain list: weightless meta modules, not submodules
-        if self.cell == "orthogonal":
-            for k in range(self.num_layers):
-                parametrizations.orthogonal(self, f"weight_hh_l{k}")
-        self.reset_parameters()
-
-    def _kernel(self, n_in: int) -> nn.Module | None:
-        """The fused torch kernel this layer's path runs on, or None for a step-loop path."""
-        if self.cell not in fused.FUSED_CELLS:
-            return None
-        if self.rule.name == "plain":
-            return fused.kernel(self.cell, n_in, self.hidden_size)
-        if self._filtered():
-            return fused.kernel(self.cell, n_in + 1, self.hidden_size)
-        return None
-
-    def _filtered(self) -> bool:
-        """Whether the rule is the plain cell on a filtered input (heavy_ball, GRU/orthogonal Nesterov)."""
-        name = self.rule.name
-        return name == "heavy_ball" or (name == "nesterov_restart" and self.cell in ("gru", "orthogonal"))
-
-    def reset_parameters(self) -> None:
-        """torch's initialisation: every weight and bias U(-1/sqrt(H), 1/sqrt(H)).
-
-        The orthogonal cell starts from a random orthogonal W_hh and a modReLU bias U(-0.01, 0.01).
-        """
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.startswith("parametrizations."):
-                    continue
-                if name.startswith("bias_modrelu"):
-                    p.uniform_(-0.01, 0.01)
-                else:
-                    p.uniform_(-bound, bound)
-            if self.cell == "orthogonal":
-                for k in range(self.num_layers):
-                    w = getattr(self, f"weight_hh_l{k}")
-                    setattr(self, f"weight_hh_l{k}", nn.init.orthogonal_(torch.empty_like(w)))
-
-    def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, cell={self.cell!r}, rule={self.rule}, "
-                f"num_layers={self.num_layers}, dropout={self.dropout}, batch_first={self.batch_first}")
-
-    def initial_state(self, batch: int, dtype: torch.dtype | None = None,
-                      device: torch.device | None = None) -> RNNState:
-        """The zero state at the start of a sequence (what ``forward`` uses when ``state`` is None).
-
-        Args:
-            batch: batch size B.
-            dtype, device: of the tensors; default those of the parameters.
-
-        Returns:
-            An :class:`RNNState` at step 0 holding exactly the fields this cell and rule carry.
-        """
-        ref = self.weight_ih_l0
-        kw = dict(dtype=dtype or ref.dtype, device=device or ref.device)
-        H, G = self.hidden_size, GATES[self.cell] * self.hidden_size
-        name = self.rule.name
-        layers = []
-        for k in range(self.num_layers):
-            n_in = self.input_size if k == 0 else H
-            v_size = (n_in + (self.cell != "orthogonal")) if self._filtered() else G
-            has_v = self._filtered() or (name == "adam" and self.rule.mu > 0)
-            layers.append(LayerState(
-                h=torch.zeros(batch, H, **kw),
-                c=torch.zeros(batch, H, **kw) if self.cell == "lstm" else None,
-                v=torch.zeros(batch, v_size, **kw) if has_v else None,
-                m=torch.zeros(batch, G, **kw) if name in ("adam", "rmsprop") else None,
-                y=torch.zeros(batch, G, **kw) if name == "nesterov_restart" and not self._filtered() else None,
-            ))
-        return RNNState(tuple(layers), 0)
+        input_size = INPUT_SIZE.check("RNN: input_size", input_size)
+        super().__init__(input_size, params["hidden_size"], params["cell"], _check_rule(rule),
+                         params["num_layers"], params["dropout"], bool(batch_first))
 
     def forward(self, input: torch.Tensor, state: RNNState | None = None) -> tuple[torch.Tensor, RNNState]:
         """Run the layers over a sequence.
@@ -192,67 +62,9 @@ class RNN(nn.Module):
             (T, B, H), and the :class:`RNNState` after the last step.
         """
         x = self._check_input(input)
-        x = x.transpose(0, 1) if self.batch_first else x  # (T, B, I)
-        state = self._check_state(state, x)
-        finals = []
-        for k, layer_state in enumerate(state.layers):
-            if k > 0 and self.dropout > 0:
-                x = F.dropout(x, self.dropout, self.training)  # (T, B, H)
-            x, layer_state = self._layer(k, x, layer_state, state.step)  # (T, B, H)
-            finals.append(layer_state)
-        out = x.transpose(0, 1) if self.batch_first else x  # (B, T, H) or (T, B, H)
-        return out, RNNState(tuple(finals), state.step + x.shape[0])
-
-    def _layer(self, k: int, x: torch.Tensor, ls: LayerState, step: int) -> tuple[torch.Tensor, LayerState]:
-        """Layer ``k`` on time-major ``x`` (T, B, in) from state ``ls``; returns (T, B, H) and the new state."""
-        rule, cell, T = self.rule, self.cell, x.shape[0]
-        w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
-        if cell == "orthogonal":
-            b_ih = b_hh = None
-            bias = getattr(self, f"bias_modrelu_l{k}")
-        else:
-            b_ih, b_hh = getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}")
-            bias = None
-        kernel = self._kernels[k]
-        if rule.name == "plain":
-            if kernel is not None:
-                return self._fused(kernel, x, ls, w_ih, w_hh, b_ih, b_hh)
-            out, h, c = recur(cell, F.linear(x, w_ih, b_ih), ls.h, ls.c, w_hh, b_hh, bias)
-            return out, LayerState(h, c)
-        if self._filtered():
-            if rule.name == "heavy_ball":
-                coeff = [rule.mu] * T
-            else:
-                coeff = [rule.coefficient(step + t) for t in range(T)]
-            if b_ih is not None:
-                x = torch.cat([x, x.new_ones(*x.shape[:2], 1)], dim=2)  # (T, B, in + 1)
-            xf = scan(x, coeff, rule.s, ls.v)  # (T, B, in + 1) filtered input
-            if kernel is not None:
-                w_aug = torch.cat([w_ih, b_ih[:, None]], dim=1)  # (G, in + 1)
-                out, new = self._fused(kernel, xf, ls, w_aug, w_hh, torch.zeros_like(b_ih), b_hh)
-                return out, new._replace(v=xf[-1])
-            out, h, c = recur(cell, F.linear(xf, w_ih), ls.h, ls.c, w_hh, b_hh, bias)
-            return out, LayerState(h, c, v=xf[-1])
-        g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
-        if rule.name == "nesterov_restart":
-            coeff = [rule.coefficient(step + t) for t in range(T)]
-            out, h, c, y = recur_nesterov(cell, g, rule.s, coeff, ls.h, ls.c, ls.y, w_hh, b_hh)
-            return out, LayerState(h, c, y=y)
-        if cell == "lstm":
-            out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, rule.mu, rule.s, rule.beta, rule.eps)
-            return out, LayerState(h, c, v=v, m=m)
-        adam = AdamDrive(rule, ls.v, ls.m)
-        out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
-        return out, LayerState(h, c, v=adam.v, m=adam.m)
-
-    @staticmethod
-    def _fused(kernel, x, ls: LayerState, w_ih, w_hh, b_ih, b_hh) -> tuple[torch.Tensor, LayerState]:
-        """Run a fused kernel from ``ls``; returns (T, B, H) and the state with the new h (and c)."""
-        if ls.c is not None:
-            out, (h, c) = fused.run(kernel, x, (ls.h[None], ls.c[None]), w_ih, w_hh, b_ih, b_hh)
-            return out, ls._replace(h=h[0], c=c[0])
-        out, h = fused.run(kernel, x, ls.h[None], w_ih, w_hh, b_ih, b_hh)
-        return out, ls._replace(h=h[0])
+        if state is not None:
+            self._check_state(state, x.shape[0 if self.batch_first else 1], x)
+        return super().forward(x, state)
 
     def _check_input(self, input) -> torch.Tensor:
         layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
@@ -264,10 +76,9 @@ class RNN(nn.Module):
                               f"dimension of {layout}, got shape {tuple(input.shape)}")
         return input
 
-    def _check_state(self, state, x: torch.Tensor) -> RNNState:
-        zero = self.initial_state(x.shape[1], dtype=x.dtype, device=x.device)
-        if state is None:
-            return zero
+    def _check_state(self, state, batch: int, like: torch.Tensor) -> None:
+        """ConfigError unless ``state`` is an RNNState with this block's layers and shapes for ``batch``."""
+        zero = self.initial_state(batch, dtype=like.dtype, device=like.device)
         if not isinstance(state, RNNState) or len(state.layers) != self.num_layers:
             raise ConfigError(f"state: expected the RNNState of a previous call with {self.num_layers} "
                               f"layer(s), got {type(state).__name__}")
@@ -278,7 +89,6 @@ class RNN(nn.Module):
                     found = None if got is None else tuple(got.shape)
                     raise ConfigError(f"state.layers[{k}].{name}: expected {shape} for cell {self.cell!r} "
                                       f"with rule {self.rule.name!r}, got {found}")
-        return state
 
 
 def _check_rule(rule) -> Rule:

@@ -49,7 +49,7 @@ def _rnn(block, io) -> tuple[list, list[str], list[tuple[str, str]], str]:
         f"{_rule_call(block['rule'])}, num_layers=num_layers, dropout=dropout, batch_first=True)",
         "self.output_head = nn.Linear(hidden_size, output_size)",
     ]
-    roots = [("momsearch.standalone._rnn", "RNN"), ("momsearch.standalone._rule", "Rule")]
+    roots = [("momsearch.blocks._rnn_core", "RNN"), ("momsearch.standalone._rule", "Rule")]
     return args, body, roots, "h, _ = self.block(h)  # (B, T, H)"
 
 

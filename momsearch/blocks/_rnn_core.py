@@ -1,33 +1,56 @@
-"""The recurrent block of an exported model: the library's RNN paths without the argument checks.
+"""The recurrent block in pure torch: the one implementation the library and exported models share (DESIGN §3.1).
 
-Parameters are named and shaped as in ``torch.nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (orthogonal cell: a
-modReLU bias and W_hh kept orthogonal by ``torch.nn.utils.parametrizations.orthogonal``). Paths, fastest
-first: ``plain``, ``heavy_ball`` and GRU/orthogonal ``nesterov_restart`` on torch's fused kernels (momentum
-through the filtered input x̃_t = c_t·x̃_{t-1} + s·[x_t, 1] with weight ``[W_ih | b_ih]``); ``adam``/``rmsprop``
-one input GEMM then a step loop (LSTM: one hand-differentiated node for the whole layer); LSTM/tanh
-``nesterov_restart`` a step loop keeping the previous pre-activation.
+Tanh, LSTM, GRU and orthogonal cells driven by a discrete update rule.
+
+Parameters are named and shaped as in ``torch.nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` whatever the path that
+runs them, so weights load from and into the torch modules. Paths, fastest first:
+
+* ``plain``, ``heavy_ball`` and GRU ``nesterov_restart`` run on torch's fused kernels; the momentum rules
+  through the filtered-input identity: x̃_t = c_t·x̃_{t-1} + s·[x_t, 1] with weight ``[W_ih | b_ih]``.
+* ``adam``/``rmsprop`` compute the input term of every step with one GEMM. LSTM: then the whole layer is
+  one hand-differentiated node (:mod:`._rnn_adam`, chunked buffers, no graph per step); other cells: a step
+  loop that turns the input term into the drive on (B, G) slices, one hand-differentiated node per step.
+* LSTM/tanh ``nesterov_restart`` is a step loop that keeps the previous pre-activation.
+* The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
+
+Arguments are not checked here: the rule is any object with the rule's attributes (``name``, ``mu``, ``s``,
+``beta``, ``eps``, ``coefficient(step)``). ``momsearch.blocks.rnn`` adds the checks; exported modules embed
+this code as it is.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from ..blocks._rnn_adam import adam_lstm
-from ..blocks._rnn_fused import FUSED_CELLS, kernel, run
-from ..blocks._rnn_loops import AdamDrive, recur, recur_nesterov
-from ..blocks._rnn_scan import scan
+from ._rnn_adam import adam_lstm
+from ._rnn_fused import FUSED_CELLS, kernel, run
+from ._rnn_loops import AdamDrive, recur, recur_nesterov
+from ._rnn_scan import scan
+
+if TYPE_CHECKING:  # annotations only: the rule is read by attribute, exports embed their own Rule
+    from ..rules import Rule
 
 GATES = {"lstm": 4, "gru": 3, "tanh": 1, "orthogonal": 1}
 
 
 class LayerState(NamedTuple):
-    """What one layer carries between calls: h (B, H), LSTM c, momentum v, squared average m, Nesterov y."""
+    """What one layer carries from one call to the next; fields its cell and rule do not use are None.
+
+    Attributes:
+        h: (B, H) hidden state.
+        c: (B, H) LSTM cell state.
+        v: the momentum. ``heavy_ball`` and GRU/orthogonal ``nesterov_restart``: the filtered input
+            x̃ (B, I + 1) (I for the orthogonal cell, which has no input bias), whose drive is
+            ``[W_ih | b_ih]·x̃``; ``adam``: v (B, G) itself (G = gates·H).
+        m: (B, G) the squared-drive average of ``adam``/``rmsprop``.
+        y: (B, G) the previous pre-activation y_{t-1} of LSTM/tanh ``nesterov_restart``.
+    """
 
     h: torch.Tensor
     c: torch.Tensor | None = None
@@ -36,39 +59,56 @@ class LayerState(NamedTuple):
     y: torch.Tensor | None = None
 
 
+class RNNState(NamedTuple):
+    """The state :class:`RNN` returns and accepts to continue a sequence exactly.
+
+    Attributes:
+        layers: one :class:`LayerState` per layer, bottom first.
+        step: steps consumed so far (the global step index that drives the Nesterov restart counter).
+    """
+
+    layers: tuple[LayerState, ...]
+    step: int
+
+    def detach(self) -> RNNState:
+        """The same state cut from the autograd graph (truncated backpropagation through time)."""
+        layers = tuple(LayerState(*(None if t is None else t.detach() for t in ls)) for ls in self.layers)
+        return RNNState(layers, self.step)
+
+
 class RNN(nn.Module):
-    """A stack of recurrent layers whose driving term follows ``rule`` in every layer (DESIGN §3.1).
+    """A stack of recurrent layers whose driving term follows ``rule`` in every layer.
 
     Args:
         input_size: features per step.
         hidden_size: hidden units per layer.
         cell: ``tanh``, ``lstm``, ``gru`` or ``orthogonal``.
-        rule: the :class:`Rule`.
+        rule: the discrete rule.
         num_layers: stacked layers.
-        dropout: dropout on the outputs of every layer but the last.
+        dropout: dropout probability on the outputs of every layer but the last.
         batch_first: inputs and outputs are (B, T, ·) instead of (T, B, ·).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, cell: str, rule, num_layers: int = 1,
-                 dropout: float = 0.0, batch_first: bool = True):
+    def __init__(self, input_size: int, hidden_size: int, cell: str, rule: Rule, num_layers: int = 1,
+                 dropout: float = 0.0, batch_first: bool = False):
         super().__init__()
         self.input_size, self.hidden_size, self.cell, self.rule = input_size, hidden_size, cell, rule
         self.num_layers, self.dropout, self.batch_first = num_layers, dropout, batch_first
-        H, G = hidden_size, GATES[cell] * hidden_size
+        H, G = self.hidden_size, GATES[self.cell] * self.hidden_size
         kernels = []
-        for k in range(num_layers):
-            n_in = input_size if k == 0 else H
+        for k in range(self.num_layers):
+            n_in = self.input_size if k == 0 else H
             self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(G, n_in)))
             self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(G, H)))
-            if cell == "orthogonal":
+            if self.cell == "orthogonal":
                 self.register_parameter(f"bias_modrelu_l{k}", nn.Parameter(torch.empty(H)))
             else:
                 self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(G)))
                 self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(G)))
             kernels.append(self._kernel(n_in))
         self._kernels = kernels  # a plain list: weightless meta modules, not submodules
-        if cell == "orthogonal":
-            for k in range(num_layers):
+        if self.cell == "orthogonal":
+            for k in range(self.num_layers):
                 parametrizations.orthogonal(self, f"weight_hh_l{k}")
         self.reset_parameters()
 
@@ -88,7 +128,10 @@ class RNN(nn.Module):
         return name == "heavy_ball" or (name == "nesterov_restart" and self.cell in ("gru", "orthogonal"))
 
     def reset_parameters(self) -> None:
-        """torch's initialisation U(-1/sqrt(H), 1/sqrt(H)); orthogonal cell: orthogonal W_hh, small bias."""
+        """torch's initialisation: every weight and bias U(-1/sqrt(H), 1/sqrt(H)).
+
+        The orthogonal cell starts from a random orthogonal W_hh and a modReLU bias U(-0.01, 0.01).
+        """
         bound = 1.0 / math.sqrt(self.hidden_size)
         with torch.no_grad():
             for name, p in self.named_parameters():
@@ -103,10 +146,25 @@ class RNN(nn.Module):
                     w = getattr(self, f"weight_hh_l{k}")
                     setattr(self, f"weight_hh_l{k}", nn.init.orthogonal_(torch.empty_like(w)))
 
-    def initial_state(self, batch: int, dtype: torch.dtype, device: torch.device) -> list[LayerState]:
-        """The zero state of every layer at the start of a sequence."""
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, cell={self.cell!r}, rule={self.rule}, "
+                f"num_layers={self.num_layers}, dropout={self.dropout}, batch_first={self.batch_first}")
+
+    def initial_state(self, batch: int, dtype: torch.dtype | None = None,
+                      device: torch.device | None = None) -> RNNState:
+        """The zero state at the start of a sequence (what ``forward`` uses when ``state`` is None).
+
+        Args:
+            batch: batch size B.
+            dtype, device: of the tensors; default those of the parameters.
+
+        Returns:
+            An :class:`RNNState` at step 0 holding exactly the fields this cell and rule carry.
+        """
+        ref = self.weight_ih_l0
+        kw = {"dtype": dtype or ref.dtype, "device": device or ref.device}
         H, G = self.hidden_size, GATES[self.cell] * self.hidden_size
-        name, kw = self.rule.name, dict(dtype=dtype, device=device)
+        name = self.rule.name
         layers = []
         for k in range(self.num_layers):
             n_in = self.input_size if k == 0 else H
@@ -119,28 +177,32 @@ class RNN(nn.Module):
                 m=torch.zeros(batch, G, **kw) if name in ("adam", "rmsprop") else None,
                 y=torch.zeros(batch, G, **kw) if name == "nesterov_restart" and not self._filtered() else None,
             ))
-        return layers
+        return RNNState(tuple(layers), 0)
 
-    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, list[LayerState]]:
-        """Run the layers over a sequence from the zero state.
+    def forward(self, input: torch.Tensor, state: RNNState | None = None) -> tuple[torch.Tensor, RNNState]:
+        """Run the layers over a sequence.
 
         Args:
             input: (B, T, I) if ``batch_first`` else (T, B, I).
+            state: the state a previous call returned, to continue that sequence; None starts at zero.
 
         Returns:
-            ``(output, states)``: the last layer's hidden states, (B, T, H) if ``batch_first`` else
-            (T, B, H), and each layer's final :class:`LayerState`.
+            ``(output, state)``: the last layer's hidden states, (B, T, H) if ``batch_first`` else
+            (T, B, H), and the :class:`RNNState` after the last step.
         """
         x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+        if state is None:
+            state = self.initial_state(x.shape[1], dtype=x.dtype, device=x.device)
         finals = []
-        for k, layer_state in enumerate(self.initial_state(x.shape[1], x.dtype, x.device)):
+        for k, layer_state in enumerate(state.layers):
             if k > 0 and self.dropout > 0:
                 x = F.dropout(x, self.dropout, self.training)  # (T, B, H)
-            x, layer_state = self._layer(k, x, layer_state)  # (T, B, H)
+            x, layer_state = self._layer(k, x, layer_state, state.step)  # (T, B, H)
             finals.append(layer_state)
-        return (x.transpose(0, 1) if self.batch_first else x), finals  # (B, T, H) or (T, B, H)
+        out = x.transpose(0, 1) if self.batch_first else x  # (B, T, H) or (T, B, H)
+        return out, RNNState(tuple(finals), state.step + x.shape[0])
 
-    def _layer(self, k: int, x: torch.Tensor, ls: LayerState) -> tuple[torch.Tensor, LayerState]:
+    def _layer(self, k: int, x: torch.Tensor, ls: LayerState, step: int) -> tuple[torch.Tensor, LayerState]:
         """Layer ``k`` on time-major ``x`` (T, B, in) from state ``ls``; returns (T, B, H) and the new state."""
         rule, cell, T = self.rule, self.cell, x.shape[0]
         w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
@@ -157,7 +219,10 @@ class RNN(nn.Module):
             out, h, c = recur(cell, F.linear(x, w_ih, b_ih), ls.h, ls.c, w_hh, b_hh, bias)
             return out, LayerState(h, c)
         if self._filtered():
-            coeff = [rule.mu] * T if rule.name == "heavy_ball" else [rule.coefficient(t) for t in range(T)]
+            if rule.name == "heavy_ball":
+                coeff = [rule.mu] * T
+            else:
+                coeff = [rule.coefficient(step + t) for t in range(T)]
             if b_ih is not None:
                 x = torch.cat([x, x.new_ones(*x.shape[:2], 1)], dim=2)  # (T, B, in + 1)
             xf = scan(x, coeff, rule.s, ls.v)  # (T, B, in + 1) filtered input
@@ -169,7 +234,7 @@ class RNN(nn.Module):
             return out, LayerState(h, c, v=xf[-1])
         g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
         if rule.name == "nesterov_restart":
-            coeff = [rule.coefficient(t) for t in range(T)]
+            coeff = [rule.coefficient(step + t) for t in range(T)]
             out, h, c, y = recur_nesterov(cell, g, rule.s, coeff, ls.h, ls.c, ls.y, w_hh, b_hh)
             return out, LayerState(h, c, y=y)
         if cell == "lstm":
