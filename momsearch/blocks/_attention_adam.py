@@ -24,19 +24,10 @@ if TYPE_CHECKING:  # annotations only: kernels read the rule by attribute, expor
 
 def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Rule, causal: bool,
                    chunk: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """Linear attention with the Adam rule on the numerator state, exact at every step.
+    """Linear attention with the ``adam`` rule on the numerator state, exact at every step.
 
-    Args:
-        fq: (B, H, T, d) feature-mapped queries φ(q).
-        fk: (B, H, T, d) feature-mapped keys φ(k), zero at padded steps.
-        v: (B, H, T, m) values.
-        rule: the ``adam`` rule (``mu``, ``s``, ``beta``, ``eps``).
-        causal: each step reads its own state S_t (True) or the final state (False).
-        chunk: chunk length C.
-        lengths: (B,) real steps per sequence, all padding at the end (None: all T).
-
-    Returns:
-        (B, H, T, m) outputs φ(q_t)ᵀS / (φ(q_t)ᵀz + 1e-6).
+    Arguments and result as for :func:`._attention_linear.linear_attention` (the block calls either with the
+    same arguments); ``rule`` is the ``adam`` rule (``mu``, ``s``, ``beta``, ``eps``).
     """
     B, H, T, d = fk.shape
     m = v.shape[-1]

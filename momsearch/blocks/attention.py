@@ -53,29 +53,21 @@ class Attention(core.Attention):
         super().__init__(d_model, heads, kind, rule, causal, chunk_size)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attend over a batch of sequences.
+        """The base class's ``forward`` (same arguments and result: (B, T, d_model)), checked first.
 
-        Args:
-            x: (B, T, d_model).
-            padding_mask: (B, T) bool, True at padded steps; None: no padding.
-
-        Returns:
-            (B, T, d_model); zero at padded steps.
+        Raises:
+            ConfigError: ``x`` is not (batch, time, d_model) or ``padding_mask`` not a (batch, time) bool tensor.
         """
         _check_sequence(x, self.d_model, padding_mask)
         return super().forward(x, padding_mask)
 
     def step(self, x: torch.Tensor, state: LinearState | SoftmaxState | None = None,
              padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, LinearState | SoftmaxState]:
-        """One token of causal attention (generation); matches :meth:`forward` step by step.
+        """The base class's ``step`` (one token (B, d_model) of causal attention), checked first.
 
-        Args:
-            x: (B, d_model) the token.
-            state: the state returned by the previous call, or None at the start.
-            padding_mask: (B,) bool, True where this token is padding (the state passes through unchanged).
-
-        Returns:
-            (B, d_model) output and the new state (``LinearState`` or, for softmax, a key/value cache).
+        Raises:
+            ConfigError: the attention is bidirectional, ``x`` is not (batch, d_model) or ``padding_mask``
+                not a (batch,) bool tensor.
         """
         if not self.causal:
             raise ConfigError("step: needs a causal attention (causal=True); bidirectional queries read the "
@@ -126,10 +118,10 @@ class TransformerEncoder(core.TransformerEncoder):
                          dropout, chunk_size)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Encode ``x`` (B, T, d_model); ``padding_mask`` (B, T) bool, True at padded steps.
+        """The base class's ``forward`` (same arguments and result: (B, T, d_model)), checked first.
 
-        Returns:
-            (B, T, d_model).
+        Raises:
+            ConfigError: ``x`` is not (batch, time, d_model) or ``padding_mask`` not a (batch, time) bool tensor.
         """
         _check_sequence(x, self.d_model, padding_mask)
         return super().forward(x, padding_mask)

@@ -51,15 +51,11 @@ class RNN(core.RNN):
                          params["num_layers"], params["dropout"], bool(batch_first))
 
     def forward(self, input: torch.Tensor, state: RNNState | None = None) -> tuple[torch.Tensor, RNNState]:
-        """Run the layers over a sequence.
+        """The base class's ``forward`` (same arguments, ``(output, state)`` result), checked first.
 
-        Args:
-            input: (B, T, I) if ``batch_first`` else (T, B, I).
-            state: the state a previous call returned, to continue that sequence; None starts at zero.
-
-        Returns:
-            ``(output, state)``: the last layer's hidden states, (B, T, H) if ``batch_first`` else
-            (T, B, H), and the :class:`RNNState` after the last step.
+        Raises:
+            ConfigError: ``input`` is not 3-D with ``input_size`` features, or ``state`` is not an
+                :class:`RNNState` of this block (layers, fields and shapes for this batch).
         """
         x = self._check_input(input)
         if state is not None:
