@@ -139,7 +139,8 @@ def variant_table(study: optuna.Study) -> pd.DataFrame:
         for name in extra:
             row[name] = _mean_std([t.user_attrs.get(name) for t in trials])
         if has_nfe:
-            row.update({f"mean {m}": _mean([t.user_attrs.get(m) for t in trials]) for m in NFE_METRICS})
+            row.update({f"mean {m}": _mean([t.user_attrs.get(m) for t in trials]) for m in NFE_METRICS
+                        if m not in names})
         for ref, (target, _) in targets.items():
             row[f"epochs to {metric} {target:.4g} ({ref})"] = _epochs_to_reach(trials, metric, target)
         rows.append(row)
