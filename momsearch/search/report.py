@@ -71,7 +71,8 @@ def best_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def variant_groups(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    """Completed trials grouped by their configuration without ``train.seed``, labelled readably.
+    """Completed trials grouped by their configuration without ``train.seed``, labelled readably; a configuration
+    run twice with the same explicit seed counts once (the first run).
 
     Returns:
         ``{label: trials}``, plain variants first, then by label, e.g. ``{"rnn/plain": [...],
@@ -80,9 +81,14 @@ def variant_groups(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTri
     """
     groups: dict[str, list] = {}
     configs: dict[str, dict] = {}
+    seen: set[tuple[str, object]] = set()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         config = {k: v for k, v in t.user_attrs.get("config", {}).items() if k != SEED_KEY}
         key = json.dumps(config, sort_keys=True, default=str)
+        seed = t.user_attrs.get("config", {}).get(SEED_KEY)
+        if seed is not None and (key, seed) in seen:
+            continue  # the same configuration and seed again (parallel samplers can repeat one): counted once
+        seen.add((key, seed))
         groups.setdefault(key, []).append(t)
         configs.setdefault(key, config)
     keys = [k for c in configs.values() for k in c]
