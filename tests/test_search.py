@@ -142,3 +142,25 @@ def test_two_jobs_on_sqlite_finish_the_target(tmp_path):
     assert len(trials) == 6
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert len({t.number for t in trials}) == 6
+
+
+@pytest.mark.slow
+def test_grid_with_two_jobs_runs_every_point(tmp_path):
+    body = """
+objectives: {accuracy: maximize}
+space:
+  block:
+    rnn:
+      cell: gru
+      hidden_size: 8
+      rule:
+        plain: {}
+        heavy_ball: {mu: [0.0, 0.5], s: 0.5}
+  train: {seed: [0, 1]}
+train: {epochs: 1, batch_size: 64, max_batches: 2}
+study: {n_trials: 6, pruner: none, sampler: {name: BruteForceSampler}}
+"""
+    assert run(study_file(tmp_path, body), tmp_path, "--jobs", "2") == 0
+    trials = load(tmp_path).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    points = {tuple(sorted(t.params.items())) for t in trials}
+    assert len(points) == 6  # a point drawn twice by the two workers does not crowd out another

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import multiprocessing
 import signal
 import warnings
@@ -97,9 +98,24 @@ def is_retry(trial) -> bool:
     return "failed_trial" in trial.system_attrs
 
 
-def counted(study: optuna.Study) -> int:
-    """Trials that count toward ``n_trials``: started trials that are not re-runs of another trial."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING and not is_retry(t))
+def counted(study: optuna.Study, grid: bool = False) -> int:
+    """Trials that count toward ``n_trials``: started trials that are not re-runs of another trial.
+
+    On a grid (``BruteForceSampler``) it counts distinct configurations instead: workers sampling in parallel
+    can draw the same grid point twice (Optuna documents this), and a repeat must not take the place of a
+    point that was never run.
+    """
+    started = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING and not is_retry(t)]
+    if grid:
+        return len({json.dumps(t.params, sort_keys=True, default=str) for t in started})
+    return len(started)
+
+
+def is_grid(study_file) -> bool:
+    """Whether the study enumerates a grid (``BruteForceSampler``)."""
+    sampler = study_file.study.get("sampler")
+    name = sampler.get("name") if isinstance(sampler, dict) else sampler
+    return name == "BruteForceSampler"
 
 
 def waiting(study: optuna.Study) -> int:
@@ -158,12 +174,13 @@ def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_s
     objective = Objective(study_file, functools.partial(load_task, study_file.task),
                           FileSystemArtifactStore(str(options.artifacts)),
                           device=_device_for(options.device, index))
-    target, started = options.n_trials, [0]
+    target, started, grid = options.n_trials, [0], is_grid(study_file)
     max_fraction = study_file.study["max_fail_fraction"]
 
     def stop_when_done(study: optuna.Study, trial) -> None:
         started[0] += not is_retry(trial)
-        if not waiting(study) and (started[0] >= n_trials or counted(study) >= target):
+        mine_done = started[0] >= n_trials and not grid  # on a grid a repeated point does not use up a share
+        if not waiting(study) and (mine_done or counted(study, grid) >= target):
             study.stop()
         try:
             check_failures(study, max_fraction)
@@ -207,7 +224,7 @@ def run(study_file, options: RunOptions) -> optuna.Study:
     _quiet_optuna()
     study = create_or_load(study_file, options)
     optuna.storages.fail_stale_trials(study)  # trials of killed workers -> FAIL, re-runs queued
-    done = counted(study)
+    done = counted(study, is_grid(study_file))
     remaining = max(0, options.n_trials - done)
     if remaining == 0 and not waiting(study):
         return study
