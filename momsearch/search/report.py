@@ -181,16 +181,19 @@ def plot_variant_curves(study: optuna.Study, path: Path) -> bool:
     if metric is None or variant_table(study).empty:
         return False
     figure, ax = plt.subplots(figsize=(7.5, 4.5))
-    for label, trials in groups.items():
+    colors, styles = plt.get_cmap("tab10").colors, ("-", "--", ":", "-.")
+    for i, (label, trials) in enumerate(groups.items()):
         epochs, means, stds = _curve(trials, metric)
-        line = ax.plot(epochs, means, label=f"{label} (n={len(trials)})")[0]
+        color = colors[i % len(colors)]
+        ax.plot(epochs, means, color=color, linestyle=styles[i // len(colors) % len(styles)],
+                label=f"{label} (n={len(trials)})")
         ax.fill_between(epochs, [m - s for m, s in zip(means, stds, strict=True)],
-                        [m + s for m, s in zip(means, stds, strict=True)], color=line.get_color(), alpha=0.15)
+                        [m + s for m, s in zip(means, stds, strict=True)], color=color, alpha=0.12)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(f"validation {metric} (mean ± std over seeds)")
     ax.set_title(study.study_name)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
