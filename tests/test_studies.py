@@ -33,10 +33,11 @@ def rnn_config(rule: str, seed: int, **params) -> dict:
 def add_trial(study: optuna.Study, config: dict, curve: list[float], test: float, **attrs) -> None:
     history = [{"epoch": e + 1, "accuracy": a, "loss": 1.0 - a, "train_loss": 1.0} for e, a in enumerate(curve)]
     user_attrs = {"config": config, "seed": config["train.seed"], "history": history, "accuracy": max(curve),
-                  "test_accuracy": test, "device_seconds": 1.0, **attrs}
+                  "test_accuracy": test, "device_seconds": 1.0}
+    user_attrs.update(attrs)
     study.add_trial(optuna.trial.create_trial(
         params={"block.rnn.rule": config["block.rnn.rule"], "train.seed": config["train.seed"]},
-        distributions={"block.rnn.rule": DIST(["plain", "heavy_ball", "adam"]), "train.seed": DIST([0, 1, 2])},
+        distributions={"block.rnn.rule": DIST(["plain", "heavy_ball", "adam"]), "train.seed": DIST([0, 1, 2, None])},
         value=max(curve), user_attrs=user_attrs))
 
 
@@ -103,6 +104,9 @@ def test_variant_table_empty_without_repeated_seeds():
     study = optuna.create_study()
     add_trial(study, rnn_config("plain", 0), [0.5], test=0.5)
     add_trial(study, rnn_config("heavy_ball", 0, mu=0.6, s=0.6), [0.6], test=0.6)
+    assert variant_table(study).empty
+    for seed in (11, 12):  # a sampler repeating a configuration without train.seed: derived seeds differ
+        add_trial(study, {**rnn_config("plain", 0), "train.seed": None}, [0.5], test=0.5, seed=seed)
     assert variant_table(study).empty
 
 

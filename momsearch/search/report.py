@@ -126,10 +126,11 @@ def variant_table(study: optuna.Study) -> pd.DataFrame:
     device seconds, mean NFE (ODE blocks), and epochs to reach each plain variant's best mean validation metric.
 
     Returns:
-        One row per variant; empty when no configuration ran with two or more seeds.
+        One row per variant; empty when no configuration ran with two or more explicit ``train.seed`` values.
     """
     groups = variant_groups(study)
-    if not any(len({t.user_attrs.get("seed") for t in trials}) > 1 for trials in groups.values()):
+    seeds = ({t.user_attrs.get("config", {}).get(SEED_KEY) for t in trials} - {None} for trials in groups.values())
+    if not any(len(explicit) > 1 for explicit in seeds):  # derived per-trial seeds are not a repeat design
         return pd.DataFrame()
     names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
     metric = _history_metric(groups)
