@@ -28,11 +28,13 @@ class TrialFailed(MomsearchError):
 
 
 def trial_seed(study_seed: int, trial: optuna.Trial) -> int:
-    """Per-trial seed = f(study seed, trial number); a re-run of a killed trial keeps that trial's seed."""
-    running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    frozen = next(t for t in running if t.number == trial.number)
-    if "failed_trial" in frozen.system_attrs and "seed" in frozen.user_attrs:
-        return int(frozen.user_attrs["seed"])
+    """Per-trial seed = f(study seed, trial number); a re-run of a killed trial keeps that trial's seed.
+
+    A re-run starts with the user attributes of the trial it repeats (Optuna's retry callback copies them);
+    a new trial starts with none, so no storage query is needed to tell them apart.
+    """
+    if "seed" in trial.user_attrs:
+        return int(trial.user_attrs["seed"])
     return (study_seed * TRIAL_SEED_STRIDE + trial.number) % 2**31
 
 

