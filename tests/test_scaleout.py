@@ -173,3 +173,19 @@ def test_out_of_memory_fails_the_trial_and_the_study_goes_on(tmp_path, monkeypat
     trials = optuna.load_study(study_name="oom", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials
     assert [t.state for t in trials] == [State.FAIL, State.COMPLETE, State.COMPLETE]
     assert "out of memory" in trials[0].user_attrs["status_reason"]
+
+
+def test_nfe_budget_overflow_fails_the_trial_with_a_reason(tmp_path):
+    path = tmp_path / "nfe.yaml"
+    path.write_text(textwrap.dedent("""
+        name: nfe
+        task: {name: circles, n_train: 64}
+        objectives: {accuracy: maximize}
+        space: {block: {ode: {hidden_size: 8, max_nfe: 5}}}
+        train: {epochs: 1, batch_size: 32}
+        study: {n_trials: 1, max_fail_fraction: 1.0}
+        """))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    trial = optuna.load_study(study_name="nfe", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials[0]
+    assert trial.state == State.FAIL
+    assert "NFE" in trial.user_attrs["status_reason"] or "nfe" in trial.user_attrs["status_reason"]
