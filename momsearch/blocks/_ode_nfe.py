@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import NFEBudgetExceeded
+from ._ode_core import TimeScaled
 
 
 class NFECounter:
@@ -59,29 +60,19 @@ class NFECounter:
             )
 
 
-class CountedField(nn.Module):
-    """The module one solve hands to ``odeint``: counts each call, then evaluates the dynamics.
-
-    With ``start`` and ``gap`` the solve runs over normalised time s in [0, 1] and the dynamics see the
-    real time ``start + s·gap``: dz/ds = gap · F(start + s·gap, z), one solve for rows with different gaps.
+class CountedField(TimeScaled):
+    """The core's :class:`TimeScaled` field (the module one solve hands to ``odeint``), counting each call.
 
     Args:
-        dynamics: ``forward(t, z) -> dz/dt`` (a rule's dynamics module).
+        dynamics, start, gap: as for :class:`TimeScaled`.
         counter: the block's counter.
-        start: (B, 1) real time at s = 0, or None for an unscaled solve.
-        gap: (B, 1) length of each row's interval, or None for an unscaled solve.
     """
 
     def __init__(self, dynamics: nn.Module, counter: NFECounter, start: torch.Tensor | None = None,
                  gap: torch.Tensor | None = None):
-        super().__init__()
-        self.dynamics = dynamics
+        super().__init__(dynamics, start, gap)
         self.counter = counter
-        self.start, self.gap = start, gap
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         self.counter.tick(self)
-        if self.gap is None:
-            return self.dynamics(t, z)  # (B, k, n)
-        real_t = self.start + t * self.gap  # (B, 1)
-        return self.dynamics(real_t, z) * self.gap.unsqueeze(-1)  # (B, k, n)
+        return super().forward(t, z)  # (B, k, n)

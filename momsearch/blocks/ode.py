@@ -4,6 +4,10 @@
 AdamNODE; ANODE through ``augment``). :class:`ODERNN` serves sequences: it jumps with an RNN cell at each
 observation and flows with the ODE between observations. Both count function evaluations:
 ``nfe_forward`` after a forward pass, ``nfe_backward`` during ``backward()`` (adjoint only, else None).
+
+The blocks themselves live in ``_ode_core`` (pure torch, shared with exported models); the classes here add
+the argument checks (constructor arguments against the catalog, the inputs in ``forward``) and the NFE
+counter (through their checked :class:`~._ode_flow.Flow`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from torch import nn
 from ..catalog.params import Param
 from ..errors import ConfigError
 from ..rules import ode as ode_rules
+from . import _ode_core as core
 from ._ode_flow import Flow, check
 
 _SIZE = Param("int", 1, "a size", low=1)
-_CELLS = {"tanh": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 
 
 class _NFE:
@@ -43,7 +47,7 @@ class _NFE:
         return self.flow.counter.backward if self.flow.adjoint else None
 
 
-class ODEBlock(_NFE, nn.Module):
+class ODEBlock(_NFE, core.ODEBlock):
     """A neural ODE on static inputs: h(0) = [h0, 0...] (ANODE padding), returns h(t1).
 
     Args:
@@ -63,47 +67,37 @@ class ODEBlock(_NFE, nn.Module):
         field: a vector field module f: (B, n) -> (B, n) replacing the MLP (n = dim + augment).
     """
 
+    flow_class = Flow  # the checked flow, counting evaluations
+
     def __init__(self, dim: int, t1: float = 1.0, augment: int = 0, rule: ode_rules.ODERule | None = None,
                  hidden_size: int = 20, depth: int = 2, activation: str = "tanh", solver: str = "dopri5",
                  options: Mapping[str, Any] | None = None, rtol: float = 1e-3, atol: float = 1e-3,
                  adjoint: bool = True, seminorm: bool = False, m0: str = "zero", max_nfe: int = 10000,
                  field: nn.Module | None = None):
-        super().__init__()
-        self.dim = _SIZE.check("dim", dim)
-        self.t1, self.augment = check("t1", t1), check("augment", augment)
-        self.output_size = self.dim + self.augment
-        self.flow = Flow(self.output_size, ode_rules.Plain() if rule is None else rule, hidden_size, depth,
-                         activation, solver, options, rtol, atol, adjoint, seminorm, m0, max_nfe, field)
+        dim = _SIZE.check("dim", dim)
+        t1, augment = check("t1", t1), check("augment", augment)
+        super().__init__(dim, t1, augment, rule=ode_rules.Plain() if rule is None else rule,
+                         hidden_size=hidden_size, depth=depth, activation=activation, solver=solver,
+                         options=options, rtol=rtol, atol=atol, adjoint=adjoint, seminorm=seminorm, m0=m0,
+                         max_nfe=max_nfe, field=field)
 
     def forward(self, h0: torch.Tensor) -> torch.Tensor:
-        """Integrate from h0 to time t1.
+        """The base class's ``forward`` (same argument and result), checked first and counted.
 
-        Args:
-            h0: (B, dim).
-
-        Returns:
-            (B, dim + augment): the h part of the state at t1.
+        Raises:
+            ConfigError: ``h0`` is not (B, dim).
         """
         if h0.dim() != 2 or h0.shape[1] != self.dim:
             raise ConfigError(f"h0: expected shape (B, {self.dim}), got {tuple(h0.shape)}")
-        h = nn.functional.pad(h0, (0, self.augment))  # (B, n)
         with self.flow.counter.forward_pass():
-            z = self.flow.solve(self.flow.initial_state(h), t1=self.t1)  # (B, k, n)
-        return z[:, 0]  # (B, n)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, augment={self.augment}, t1={self.t1}, rule={self.flow.rule}"
+            return super().forward(h0)  # (B, n)
 
 
-class ODERNN(_NFE, nn.Module):
+class ODERNN(_NFE, core.ODERNN):
     """ODE-RNN: an RNN cell jumps at each observation, the rule's ODE flows the state in between.
 
-    The first observation only jumps (from h = 0); the momentum state then starts at m0 (zero or
-    learned from h) and v = 0. Jumps replace h and keep m and v; with an LSTM cell only h flows and
-    the cell state c is carried unchanged. Each gap is one solve for the whole batch over normalised
-    time s in [0, 1], with the field scaled by each row's gap dt (rows may have different times); so a
-    fixed-step ``step_size`` is in units of one gap. The dynamics see the time since the row's first
-    observation (Nesterov's clock). Times are data: they are not differentiated.
+    Jumps, flows and observation times work as the base class describes (one solve per gap for the whole
+    batch, over normalised time); this class checks the arguments and inputs and counts evaluations.
 
     Args:
         input_size: features per step.
@@ -113,66 +107,43 @@ class ODERNN(_NFE, nn.Module):
             max_nfe, field: as for :class:`ODEBlock`; the budget applies to each solve.
     """
 
+    flow_class = Flow  # the checked flow, counting evaluations
+
     def __init__(self, input_size: int, state_size: int, cell: str = "gru",
                  rule: ode_rules.ODERule | None = None, hidden_size: int = 20, depth: int = 2,
                  activation: str = "tanh", solver: str = "dopri5", options: Mapping[str, Any] | None = None,
                  rtol: float = 1e-3, atol: float = 1e-3, adjoint: bool = True, seminorm: bool = False,
                  m0: str = "zero", max_nfe: int = 10000, field: nn.Module | None = None):
-        super().__init__()
-        self.input_size = _SIZE.check("input_size", input_size)
-        self.state_size = self.output_size = _SIZE.check("state_size", state_size)
-        self.cell_kind = check("cell", cell)
-        self.cell = _CELLS[self.cell_kind](self.input_size, self.state_size)
-        self.flow = Flow(self.state_size, ode_rules.Plain() if rule is None else rule, hidden_size, depth,
-                         activation, solver, options, rtol, atol, adjoint, seminorm, m0, max_nfe, field)
+        input_size = _SIZE.check("input_size", input_size)
+        state_size = _SIZE.check("state_size", state_size)
+        super().__init__(input_size, state_size, check("cell", cell),
+                         rule=ode_rules.Plain() if rule is None else rule, hidden_size=hidden_size, depth=depth,
+                         activation=activation, solver=solver, options=options, rtol=rtol, atol=atol,
+                         adjoint=adjoint, seminorm=seminorm, m0=m0, max_nfe=max_nfe, field=field)
 
     def forward(self, x: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        """Run over a batch of (possibly irregularly sampled) sequences.
+        """The base class's ``forward`` (same arguments and result), checked first and counted.
 
-        Args:
-            x: (B, T, input_size) observations.
-            times: (B, T) or (T,) non-decreasing observation times; None means 0, 1, ..., T-1.
-
-        Returns:
-            (B, T, state_size): h right after each observation's jump.
+        Raises:
+            ConfigError: ``x`` is not (B, T >= 1, input_size), ``times`` is neither (B, T) nor (T,), or
+                ``times`` decrease along a sequence.
         """
         if x.dim() != 3 or x.shape[1] < 1 or x.shape[2] != self.input_size:
             raise ConfigError(f"x: expected shape (B, T >= 1, {self.input_size}), got {tuple(x.shape)}")
-        B, T, _ = x.shape
-        times = self._times(times, B, T, x)  # (B, T)
-        gaps = times[:, 1:] - times[:, :-1]  # (B, T-1)
-        if bool((gaps < 0).any()):
-            raise ConfigError("times: must be non-decreasing along each sequence")
-        elapsed = times - times[:, :1]  # (B, T) time since the first observation
-        h = x.new_zeros(B, self.state_size)  # (B, S)
-        c = x.new_zeros(B, self.state_size) if self.cell_kind == "lstm" else None  # (B, S)
-        outputs = []
+        if times is not None:
+            times = self._check_times(times, x)  # (B, T)
         with self.flow.counter.forward_pass():
-            h, c = self._jump(x[:, 0], h, c)
-            z = self.flow.initial_state(h)  # (B, k, S)
-            outputs.append(h)
-            for i in range(1, T):
-                z = self.flow.solve(z, start=elapsed[:, i - 1:i], gap=gaps[:, i - 1:i])  # (B, k, S)
-                h, c = self._jump(x[:, i], z[:, 0], c)
-                z = torch.cat((h.unsqueeze(1), z[:, 1:]), 1)  # (B, k, S)
-                outputs.append(h)
-        return torch.stack(outputs, 1)  # (B, T, S)
-
-    def _jump(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
-        if c is None:
-            return self.cell(x, h), None  # (B, S)
-        return self.cell(x, (h, c))  # (B, S), (B, S)
+            return super().forward(x, times)  # (B, T, S)
 
     @staticmethod
-    def _times(times: torch.Tensor | None, B: int, T: int, x: torch.Tensor) -> torch.Tensor:
-        if times is None:
-            return torch.arange(T, dtype=x.dtype, device=x.device).expand(B, T)  # (B, T)
+    def _check_times(times: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``times`` as a detached (B, T) tensor of x's dtype; ConfigError if misshapen or decreasing."""
+        B, T, _ = x.shape
         times = torch.as_tensor(times, dtype=x.dtype, device=x.device).detach()
         if times.shape == (T,):
-            return times.expand(B, T)  # (B, T)
-        if times.shape != (B, T):
+            times = times.expand(B, T)  # (B, T)
+        elif times.shape != (B, T):
             raise ConfigError(f"times: expected shape ({B}, {T}) or ({T},) to match x, got {tuple(times.shape)}")
+        if bool((times[:, 1:] < times[:, :-1]).any()):
+            raise ConfigError("times: must be non-decreasing along each sequence")
         return times  # (B, T)
-
-    def extra_repr(self) -> str:
-        return f"cell={self.cell_kind}, rule={self.flow.rule}"

@@ -9,8 +9,6 @@ SOLVERS = (
 FIXED_STEP_SOLVERS = (
     "euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams",
 )
-# adaptive Runge-Kutta methods: they take ``jump_t`` (times where the dynamics are discontinuous)
-ADAPTIVE_RK_SOLVERS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
 
 GAMMA = Param("float", 0.05, "initial damping gamma = sigmoid(theta)", low=0.0, high=1.0, low_open=True, high_open=True)
 

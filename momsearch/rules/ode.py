@@ -30,6 +30,12 @@ def _inverse_softplus(x: float) -> float:
     return x + math.log(-math.expm1(-x))
 
 
+def restart_times(restart_every: float, t1: float) -> tuple[float, ...]:
+    """The restart times R, 2R, ... of Nesterov's clock inside (0, t1); none for R = 0."""
+    R = restart_every
+    return tuple(k * R for k in range(1, math.ceil(t1 / R)) if k * R < t1) if R > 0 else ()
+
+
 def _scalar(value: float) -> nn.Parameter:
     return nn.Parameter(torch.tensor(value, dtype=torch.get_default_dtype()))
 
@@ -141,8 +147,7 @@ class NesterovRestart(ODERule):
 
     def discontinuities(self, t1: float) -> tuple[float, ...]:
         """The restart times R, 2R, ... inside (0, t1)."""
-        R = self.restart_every
-        return tuple(k * R for k in range(1, math.ceil(t1 / R)) if k * R < t1) if R > 0 else ()
+        return restart_times(self.restart_every, t1)
 
     def dynamics(self, field: nn.Module) -> nn.Module:
         return NesterovDynamics(field, self.restart_every)

@@ -1,12 +1,24 @@
-"""The update rule of an exported discrete block: its name and hyperparameters, read by the block's kernels.
+"""The update rule of an exported block: its name and hyperparameters, read by the block's code.
 
-The library's rule classes (``momsearch.rules``) check their arguments against the catalog; the exported
-module carries the one rule the search chose, as plain values (DESIGN §3.1, §3.3).
+The library's rule classes (``momsearch.rules``, ``momsearch.rules.ode``) check their arguments against the
+catalog; the exported module carries the one rule the search chose, as plain values (DESIGN §3.1–§3.3). A
+continuous-time rule builds the library's own dynamics modules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from torch import nn
+
+from ..rules.ode import (
+    AdamDynamics,
+    GeneralizedHeavyBallDynamics,
+    HeavyBallDynamics,
+    NesterovDynamics,
+    PlainDynamics,
+    restart_times,
+)
 
 
 @dataclass(frozen=True)
@@ -33,3 +45,49 @@ class Rule:
         """Nesterov's c_t = (k_t - 1)/(k_t + 2), k_t = step mod R + 1 (R = 0: step + 1), 0-based ``step``."""
         k = step % self.restart_every + 1 if self.restart_every > 0 else step + 1
         return (k - 1) / (k + 2)
+
+
+# continuous-time rule -> (dynamics class, stacked state parts k, its hyperparameters in argument order)
+ODE_DYNAMICS = {
+    "plain": (PlainDynamics, 1, ()),
+    "heavy_ball": (HeavyBallDynamics, 2, ("gamma_init",)),
+    "generalized_heavy_ball": (GeneralizedHeavyBallDynamics, 2, ("gamma_init", "xi_init")),
+    "nesterov_restart": (NesterovDynamics, 2, ("restart_every",)),
+    "adam": (AdamDynamics, 3, ("beta1_init", "beta2_init", "eps")),
+}
+
+
+@dataclass(frozen=True)
+class ODERule:
+    """A continuous-time rule: ``plain``, ``heavy_ball``, ``generalized_heavy_ball``, ``nesterov_restart``, ``adam``.
+
+    Args:
+        name: the rule.
+        gamma_init: initial damping (``heavy_ball``, ``generalized_heavy_ball``).
+        xi_init: initial restoring coefficient (``generalized_heavy_ball``).
+        restart_every: restart period R of Nesterov's clock (0: never restart).
+        beta1_init, beta2_init: initial betas (``adam``).
+        eps: added inside the square root (``adam``).
+    """
+
+    name: str = "plain"
+    gamma_init: float = 0.05
+    xi_init: float = 0.5
+    restart_every: float = 1.0
+    beta1_init: float = 0.5
+    beta2_init: float = 0.5
+    eps: float = 1e-6
+
+    @property
+    def components(self) -> int:
+        """Stacked state parts: 1 (h), 2 (h, m) or 3 (h, m, v)."""
+        return ODE_DYNAMICS[self.name][1]
+
+    def discontinuities(self, t1: float) -> tuple[float, ...]:
+        """Times in (0, t1) where the dynamics jump in t: Nesterov's restarts."""
+        return restart_times(self.restart_every, t1) if self.name == "nesterov_restart" else ()
+
+    def dynamics(self, field: nn.Module) -> nn.Module:
+        """The rule's dynamics module ``forward(t, z) -> dz/dt`` around the vector field ``field``."""
+        dynamics, _, params = ODE_DYNAMICS[self.name]
+        return dynamics(field, *(getattr(self, name) for name in params))

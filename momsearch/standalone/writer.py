@@ -34,8 +34,8 @@ def _rule_args(rule: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     return [_arg("rule", rule["name"])] + [_arg(k, v) for k, v in rule["params"].items()]
 
 
-def _rule_call(rule: Mapping[str, Any]) -> str:
-    return "Rule(" + ", ".join(["rule", *(f"{k}={k}" for k in rule["params"])]) + ")"
+def _rule_call(rule: Mapping[str, Any], cls: str = "Rule") -> str:
+    return f"{cls}(" + ", ".join(["rule", *(f"{k}={k}" for k in rule["params"])]) + ")"
 
 
 def _rnn(block, io) -> tuple[list, list[str], list[tuple[str, str]], str]:
@@ -60,9 +60,8 @@ def _flow_args(p, rule) -> tuple[list, str]:
     if fixed:
         args.append(_arg("step_size", p["step_size"]))
     args += [_arg(k, p[k]) for k in ("rtol", "atol", "adjoint", "seminorm", "m0")]
-    params = "{" + ", ".join(f'"{k}": {k}' for k in rule["params"]) + "}"
     options = '{"step_size": step_size}' if fixed else "{}"
-    call = (f"rule=rule, rule_params={params}, hidden_size=hidden_size, depth=depth, "
+    call = (f"rule={_rule_call(rule, 'ODERule')}, hidden_size=hidden_size, depth=depth, "
             f"activation=activation, solver=solver, options={options}, "
             "rtol=rtol, atol=atol, adjoint=adjoint, seminorm=seminorm, m0=m0")
     return args, call
@@ -76,14 +75,16 @@ def _ode(block, io) -> tuple[list, list[str], list[tuple[str, str]], str]:
         body = ["self.input_head = nn.Identity()",
                 f"self.block = ODEBlock(input_size, t1, augment, {flow_call})",
                 "self.output_head = nn.Linear(input_size + augment, output_size)"]
-        return args, body, [("momsearch.standalone._ode", "ODEBlock")], "h = self.block(h)  # (B, n)"
+        roots = [("momsearch.blocks._ode_core", "ODEBlock"), ("momsearch.standalone._rule", "ODERule")]
+        return args, body, roots, "h = self.block(h)  # (B, n)"
     tokens = io["input"] == "tokens"
     args = [_arg("rnn_hidden_size", p["rnn_hidden_size"]), _arg("cell", p["cell"]), *flow_args]
     body = ["self.input_head = " + ("nn.Embedding(input_size, rnn_hidden_size)" if tokens else "nn.Identity()"),
             f"self.block = ODERNN({'rnn_hidden_size' if tokens else 'input_size'}, rnn_hidden_size, cell, "
             f"{flow_call})",
             "self.output_head = nn.Linear(rnn_hidden_size, output_size)"]
-    return args, body, [("momsearch.standalone._ode", "ODERNN")], "h = self.block(h, times)  # (B, T, S)"
+    roots = [("momsearch.blocks._ode_core", "ODERNN"), ("momsearch.standalone._rule", "ODERule")]
+    return args, body, roots, "h = self.block(h, times)  # (B, T, S)"
 
 
 def _attention(block, io) -> tuple[list, list[str], list[tuple[str, str]], str]:
