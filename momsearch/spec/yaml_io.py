@@ -42,8 +42,9 @@ def parse_yaml(text: str, source: str) -> Any:
     Raises:
         SpecError: a syntax error, a duplicate key or a tag such as ``!!python/object`` (with the line).
     """
+    loader = StrictLoader(text)  # a yaml.SafeLoader (what yaml.safe_load uses) that also rejects duplicate keys
     try:
-        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+        return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}: line {mark.line + 1}, column {mark.column + 1}" if mark else source
@@ -55,6 +56,8 @@ def parse_yaml(text: str, source: str) -> Any:
         raise SpecError(f"{where}: {problem}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: str | Path, what: str | None = None) -> Any:
