@@ -70,7 +70,15 @@ def test_multi_objective_has_pareto_front(tmp_path, capsys):
     assert run(path, tmp_path) == 0
     study = load(tmp_path)
     assert study.metric_names == ["accuracy", "device_seconds"]
-    assert 1 <= len(study.best_trials) <= 3
+    front, trials = study.best_trials, study.get_trials()
+    assert front and len(trials) == 3
+
+    def dominates(a, b):  # a is at least as accurate and as fast as b, and better in one
+        (acc_a, sec_a), (acc_b, sec_b) = a.values, b.values
+        return acc_a >= acc_b and sec_a <= sec_b and (acc_a > acc_b or sec_a < sec_b)
+
+    assert not any(dominates(other, t) for t in front for other in trials)
+    assert all(t in front or any(dominates(f, t) for f in front) for t in trials)
     assert "Pareto front" in capsys.readouterr().out
 
 
