@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import torch
 
 from momsearch.cli import main
@@ -73,8 +74,8 @@ def wait_for_running(storage, name: str, proc: subprocess.Popen, timeout: float 
             study = optuna.load_study(study_name=name, storage=storage)
             if study.get_trials(states=(State.RUNNING,)):
                 return
-        except KeyError:
-            pass
+        except (KeyError, sqlalchemy.exc.OperationalError):
+            pass  # no study yet, or the worker is still creating the tables
         time.sleep(0.3)
     raise AssertionError("no trial started")
 
