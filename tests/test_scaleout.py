@@ -74,7 +74,7 @@ def wait_for_running(storage, name: str, proc: subprocess.Popen, timeout: float 
             study = optuna.load_study(study_name=name, storage=storage)
             if study.get_trials(states=(State.RUNNING,)):
                 return
-        except (KeyError, sqlalchemy.exc.OperationalError):
+        except (KeyError, sqlalchemy.exc.SQLAlchemyError):
             pass  # no study yet, or the worker is still creating the tables
         time.sleep(0.3)
     raise AssertionError("no trial started")

@@ -6,6 +6,7 @@ once with the same parameters by Optuna's own ``RetryHeartbeatStaleTrialCallback
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
@@ -14,6 +15,7 @@ import sqlalchemy
 from ..errors import StudyError
 
 SQLITE_NAME = "study.db"
+SCHEMA_RACE_RETRIES = 5
 ARTIFACT_DIR = "artifacts"
 
 
@@ -49,7 +51,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
         )
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        storage = _create(url, engine_kwargs, heartbeat)
     except ImportError as exc:
         raise StudyError(f"storage {url!r}: missing database driver ({exc}); "
                          "for PostgreSQL install momsearch[postgres]") from None
@@ -59,6 +61,19 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     if url.startswith("sqlite"):
         _write_ahead_log(storage)
     return storage
+
+
+def _create(url: str, engine_kwargs: dict, heartbeat: dict) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``, retried briefly when another process is creating the same new database's tables
+    at that moment (two workers, or a worker and a reader, starting together on a fresh file)."""
+    for attempt in range(SCHEMA_RACE_RETRIES):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
+            if "already exists" not in str(exc) and "UNIQUE constraint failed: alembic_version" not in str(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
 
 
 def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
