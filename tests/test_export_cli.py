@@ -11,27 +11,15 @@ import optuna
 import pytest
 import torch
 import yaml
+from tiny_study import TINY_SPACE
 
 from momsearch.cli import main
 from momsearch.search.storage import default_url
 
 pytestmark = pytest.mark.slow
 
-STUDY = """
-name: tiny
-task: seq_digits
-objectives: {accuracy: maximize}
-space:
-  block:
-    rnn:
-      cell: [lstm, gru]
-      hidden_size: 8
-      rule:
-        plain: {}
-        heavy_ball: {mu: {low: 0.0, high: 0.9}, s: {low: 0.2, high: 1.0}}
-train: {epochs: 1, batch_size: 64, max_batches: 4}
-study: {n_trials: 3}
-"""
+STUDY = "name: tiny\ntask: seq_digits\nobjectives: {accuracy: maximize}\n" + TINY_SPACE + "study: {n_trials: 3}\n"
+
 
 ISOLATED_LOAD = """
 import importlib.abc, sys

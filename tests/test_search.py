@@ -9,21 +9,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from tiny_study import TINY_SPACE
 
 from momsearch.cli import main
 from momsearch.search.storage import default_url
-
-TINY_SPACE = """
-space:
-  block:
-    rnn:
-      cell: [lstm, gru]
-      hidden_size: 8
-      rule:
-        plain: {}
-        heavy_ball: {mu: {low: 0.0, high: 0.9}, s: {low: 0.2, high: 1.0}}
-train: {epochs: 1, batch_size: 64, max_batches: 4}
-"""
 
 
 def study_file(tmp_path: Path, body: str, name: str = "tiny") -> Path:
