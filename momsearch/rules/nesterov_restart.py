@@ -5,6 +5,15 @@ from dataclasses import dataclass
 from .base import Rule
 
 
+def nesterov_coefficient(step: int, restart_every: int) -> float:
+    """c_t = (k_t - 1)/(k_t + 2), k_t = step mod R + 1 (R = 0: step + 1), for the 0-based global ``step``.
+
+    Module level so an exported block carries this one definition (see ``momsearch.standalone._rule``).
+    """
+    k = step % restart_every + 1 if restart_every > 0 else step + 1
+    return (k - 1) / (k + 2)
+
+
 @dataclass(frozen=True)
 class NesterovRestart(Rule):
     """Nesterov accelerated momentum with restart.
@@ -24,5 +33,4 @@ class NesterovRestart(Rule):
 
     def coefficient(self, step: int) -> float:
         """c_t = (k_t - 1) / (k_t + 2) for the 0-based global step index ``step``."""
-        k = self.counter(step)
-        return (k - 1) / (k + 2)
+        return nesterov_coefficient(step, self.restart_every)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..rules.nesterov_restart import nesterov_coefficient
 from ..rules.ode import (
     AdamDynamics,
     GeneralizedHeavyBallDynamics,
@@ -42,9 +43,8 @@ class Rule:
     restart_every: int = 0
 
     def coefficient(self, step: int) -> float:
-        """Nesterov's c_t = (k_t - 1)/(k_t + 2), k_t = step mod R + 1 (R = 0: step + 1), 0-based ``step``."""
-        k = step % self.restart_every + 1 if self.restart_every > 0 else step + 1
-        return (k - 1) / (k + 2)
+        """Nesterov's c_t for the 0-based global ``step``."""
+        return nesterov_coefficient(step, self.restart_every)
 
 
 # continuous-time rule -> (dynamics class, stacked state parts k, its hyperparameters in argument order)
