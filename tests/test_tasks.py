@@ -1,5 +1,6 @@
 """Built-in and user tasks: shapes, dtypes, determinism, balance, semantics, learnability and errors."""
 
+import subprocess
 import sys
 import time
 
@@ -111,6 +112,21 @@ def test_seq_digits_are_the_sklearn_digits():
     xs = task.train[0].squeeze(-1)  # (B, 64)
     assert not torch.equal(xp, xs)
     assert torch.equal(xp.sort(dim=1).values, xs.sort(dim=1).values)
+
+
+def test_digits_file_equals_sklearn_load_digits(monkeypatch):
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from momsearch.tasks import digits
+
+    reference = sklearn_digits()
+    pixels, labels = digits.load_digits()
+    assert np.array_equal(pixels, reference.data) and np.array_equal(labels, reference.target)
+    code = "import sys; from momsearch.tasks import load; load({'name': 'seq_digits'}); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    monkeypatch.setattr(digits.importlib.util, "find_spec", lambda name: None)  # the file cannot be found
+    pixels, labels = digits.load_digits()
+    assert np.array_equal(pixels, reference.data) and np.array_equal(labels, reference.target)
 
 
 def test_copy_semantics():

@@ -268,8 +268,7 @@ def _start_processes(study_file, options: RunOptions, shares: list[int], seeds: 
 
 def _preload() -> None:
     """Import what every worker needs before forking: torch (and the compiler stack its optimizers import
-    on first use), the trainer, the blocks and scikit-learn's datasets."""
-    import sklearn.datasets  # noqa: F401
+    on first use), the trainer and the blocks."""
     import torch._dynamo  # noqa: F401
 
     from . import objective  # noqa: F401  (builder, blocks, train)

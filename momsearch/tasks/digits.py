@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 from .splits import split
@@ -19,13 +22,29 @@ def seq_digits(permuted: bool = False, seed: int = 0) -> dict[str, np.ndarray]:
     Returns:
         Arrays ``x_*`` (B, 64, 1) float32 and ``y_*`` (B,) int64 for train, val and test.
     """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    pixels, labels = load_digits()
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(digits.target))
-    x = (digits.data[order] / 16.0).astype(np.float32)  # (N, 64)
+    order = rng.permutation(len(labels))
+    x = (pixels[order] / 16.0).astype(np.float32)  # (N, 64)
     if permuted:
         x = x[:, rng.permutation(x.shape[1])]  # (N, 64)
-    y = digits.target[order].astype(np.int64)  # (N,)
+    y = labels[order].astype(np.int64)  # (N,)
     return split(len(y) - N_VAL - N_TEST, N_VAL, x=x[:, :, None], y=y)
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: pixels (1797, 64) with values 0-16 and labels (1797,).
+
+    Reads the data file scikit-learn ships, as ``sklearn.datasets.load_digits`` does, without importing
+    scikit-learn: that import (about 2 s here, scipy included) was most of a small study's start-up. Falls
+    back to ``load_digits`` if the file is not where scikit-learn keeps it.
+    """
+    spec = importlib.util.find_spec("sklearn")  # locates the package without executing it
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits as sklearn_digits
+
+        digits = sklearn_digits()
+        return digits.data, digits.target
+    table = np.loadtxt(path, delimiter=",")  # (1797, 65): 64 pixels, then the label
+    return table[:, :-1], table[:, -1].astype(int)
