@@ -51,6 +51,15 @@ def test_run_records_metrics_and_weights_then_resumes(tmp_path, capsys):
     again = load(tmp_path).get_trials()
     assert len(again) == 5
     assert [t.params for t in again[:3]] == [t.params for t in trials]
+    assert load(tmp_path).user_attrs["io"] == {"input_size": 1, "output_size": 10, "input": "sequence",
+                                               "target": "last", "times": False}
+
+    capsys.readouterr()
+    path.write_text(path.read_text().replace("task: seq_digits", "task: {name: seq_digits, permuted: true}"))
+    assert run(path, tmp_path, "--n-trials", "6") == 2  # another task under the same name: refused
+    err = capsys.readouterr().err
+    assert "already exists with task" in err and len(err.strip().splitlines()) == 1
+    assert len(load(tmp_path).get_trials()) == 5
 
 
 def test_multi_objective_has_pareto_front(tmp_path, capsys):

@@ -111,8 +111,8 @@ def _numbers(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
 
 def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, directory: Path, store, format: str):
     """Download the trial's weights, rebuild the searched model, write the export; returns a check triple."""
-    attrs = trial.user_attrs
-    if "config" not in attrs or "io" not in attrs:
+    attrs, io = trial.user_attrs, study.user_attrs.get("io")
+    if "config" not in attrs or io is None:
         raise ExportError(f"trial {trial.number}: no recorded configuration/io (a study from an older momsearch?)")
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "weights.pt"
@@ -123,15 +123,13 @@ def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, directory: Path
         raise ExportError(f"trial {trial.number}: cannot read its weights artifact "
                           f"{attrs['weights_artifact']!r} ({type(exc).__name__}: {exc})") from None
     state_dict = torch.load(weights, map_location="cpu", weights_only=True)
-    io = attrs["io"]
     model = build(attrs["config"], io["input_size"], io["output_size"], input=io["input"], target=io["target"])
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         raise ExportError(f"trial {trial.number}: stored weights do not fit its configuration ({exc})") from None
-    metrics = {k: v for k, v in attrs.items() if k not in ("config", "io", "history", "weights_artifact")}
     info = {"study": study.study_name, "trial": trial.number, "values": list(trial.values),
-            "objectives": study.metric_names, "seed": attrs.get("seed"), "metrics": metrics}
+            "objectives": study.metric_names, "seed": attrs.get("seed"), "metrics": dict(attrs)}
     write_export(directory, attrs["config"], io, state_dict, info)
     if format == "pt2":
         export_pt2(directory, model, io)

@@ -55,6 +55,14 @@ def objective_values(metrics: Mapping[str, Any], objectives: Mapping[str, str], 
     return values
 
 
+def record_io(study: optuna.Study, task) -> None:
+    """Store the task's input/output description on the study (once): with a trial's config, all that
+    export needs to rebuild the trial's model. Every trial of a study has the same task."""
+    if "io" not in study.user_attrs:
+        study.set_user_attr("io", {"input_size": task.input_size, "output_size": task.output_size,
+                                   "input": task.input, "target": task.target, "times": task.has_times})
+
+
 class Objective:
     """A picklable objective for one study.
 
@@ -104,10 +112,8 @@ class Objective:
         trial.set_user_attr("seed", seed)
         if self.task is None:
             self.task = self.load_task()
+            record_io(trial.study, self.task)
         task = self.task
-        io = {"input_size": task.input_size, "output_size": task.output_size, "input": task.input,
-              "target": task.target, "times": task.has_times}
-        trial.set_user_attr("io", io)  # with the config, all that export needs to rebuild the model
         torch.manual_seed(seed)
         model = build(config, task.input_size, task.output_size, input=task.input, target=task.target)
         has_nfe = any(hasattr(m, "nfe_forward") for m in model.modules())

@@ -5,6 +5,11 @@
 worker is failed by Optuna's heartbeat check and re-run once with the same parameters; the re-run replaces
 it and does not count again. Workers on other hosts joining the same storage stop once the target is reached
 (each host's run splits what remained when it started, so hosts started at the same moment may overshoot).
+
+The study-wide checks (the target reached by other hosts, the share of failed trials) read the whole trial
+list, a query that costs more than a tiny trial's other storage traffic. A worker makes them after every
+trial of its own that fails, once its share is done, on a grid after every trial, and otherwise at most
+once every ``STUDY_CHECK_SECONDS``: every trial when trials are longer than that.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import multiprocessing
 import signal
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +33,7 @@ from .storage import ARTIFACT_DIR, default_url, open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 MIN_TRIALS_FOR_FAIL_CHECK = 3
+STUDY_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -82,9 +89,13 @@ def create_or_load(study_file, storage: optuna.storages.BaseStorage, artifacts: 
                          f"({study.metric_names or len(study.directions)}); use another name or storage")
     if study.metric_names is None:
         study.set_metric_names(list(study_file.objectives))
-    if "momsearch" not in study.user_attrs:
+    recorded = study.user_attrs.get("momsearch")
+    if recorded is None:
         study.set_user_attr("momsearch", record(study_file))
         study.set_user_attr("artifact_dir", str(artifacts.resolve()))
+    elif recorded["task"] != json.loads(json.dumps(study_file.task)):
+        raise StudyError(f"study {study_file.name!r} already exists with task {recorded['task']} (this file: "
+                         f"{study_file.task}); its trials would not compare: use another name or storage")
     return study
 
 
@@ -177,11 +188,16 @@ def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_s
                           device=_device_for(options.device, index))
     target, started, grid = options.n_trials, [0], is_grid(study_file)
     max_fraction = study_file.study["max_fail_fraction"]
+    next_check = [time.monotonic() + STUDY_CHECK_SECONDS]
 
     def stop_when_done(study: optuna.Study, trial) -> None:
         started[0] += not is_retry(trial)
-        trials = study.get_trials(deepcopy=False)
         mine_done = started[0] >= n_trials and not grid  # on a grid a repeated point does not use up a share
+        now = time.monotonic()
+        if not (mine_done or grid or trial.state == TrialState.FAIL or now >= next_check[0]):
+            return
+        next_check[0] = now + STUDY_CHECK_SECONDS
+        trials = study.get_trials(deepcopy=False)
         if not waiting(trials) and (mine_done or counted(trials, grid) >= target):
             study.stop()
         try:
