@@ -127,5 +127,6 @@ class Objective:
             path = Path(tmp) / "weights.pt"
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path)
             artifact_id = optuna.artifacts.upload_artifact(
-                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial)
+                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial,
+                mimetype="application/octet-stream")  # a guess from ".pt" says "SNES page table"
         trial.set_user_attr("weights_artifact", artifact_id)
