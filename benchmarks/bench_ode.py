@@ -10,12 +10,14 @@ over seeds 0-7 unless noted; HBNODE reached test accuracy 1.000 in every run):
 
     field (read-out)          NODE NFE (accuracy)   HBNODE NFE   HBNODE / NODE
     relu (hardtanh)           27,143 (0.995)        19,838       0.73
-    leaky_relu 0.3 (tanh)     25,066 (0.992)        20,056       0.80
+    leaky_relu 0.3 (tanh) *   25,066 (0.992)        20,056       0.80
     elu (hardtanh), seeds 0-3 22,025 (0.983)        18,618       0.85
     elu (tanh), seeds 0-2     22,296 (0.991)        20,106       0.90
 
-HBNODE's forward NFE levels off at 32-38 per iteration in every variant; NODE's keeps rising, and more with
-piecewise-linear fields, whose kinks its 2-D flow must squeeze the inner disk through. ReLU is the default
+* the HBNODE authors' own choice, not a catalog activation: an ODEBlock(field=...) run.
+
+HBNODE's forward and backward NFE level off at 32-38 per iteration in every variant; NODE's backward NFE
+climbs to 40-110 per iteration by the end, highest with the piecewise-linear fields. ReLU is the default
 field of ANODE's concentric-spheres code (Dupont et al. 2019), the experiment HBNODE's point-cloud test
 follows; the HBNODE authors' own script uses LeakyReLU(0.3) and a Tanh read-out. A time-dependent field
 f(h, t) (t fed to the first layer) cost both models about the same (0.93x, seeds 0-3). MSE on a clipped
