@@ -67,7 +67,8 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         dirs = [tmp] if pareto is None else [tmp / f"trial_{t.number}" for t in chosen]
-        checks = [_write(study, t, d, store, format) for t, d in zip(chosen, dirs, strict=True)]
+        io = study.user_attrs.get("io")  # one storage read for every chosen trial
+        checks = [_write(study, t, io, d, store, format) for t, d in zip(chosen, dirs, strict=True)]
         problems, refused = verify_many(checks)
         if not refused:
             raise ExportError("round-trip check: momsearch could still be imported in the isolated interpreter")
@@ -109,9 +110,13 @@ def _numbers(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
     return ", ".join(str(t.number) for t in trials) or "none"
 
 
-def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, directory: Path, store, format: str):
-    """Download the trial's weights, rebuild the searched model, write the export; returns a check triple."""
-    attrs, io = trial.user_attrs, study.user_attrs.get("io")
+def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None, directory: Path, store,
+           format: str):
+    """Download the trial's weights, rebuild the searched model, write the export; returns a check triple.
+
+    ``io`` is the study's recorded task input/output (None if the study has none).
+    """
+    attrs = trial.user_attrs
     if "config" not in attrs or io is None:
         raise ExportError(f"trial {trial.number}: no recorded configuration/io (a study from an older momsearch?)")
     directory.mkdir(parents=True, exist_ok=True)
