@@ -12,6 +12,7 @@ import pytest
 from tiny_study import TINY_SPACE
 
 from momsearch.cli import main
+from momsearch.search.samplers import make_sampler
 from momsearch.search.storage import default_url
 
 
@@ -170,3 +171,35 @@ study: {n_trials: 6, pruner: none, sampler: {name: BruteForceSampler}}
     trials = load(tmp_path).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     points = {tuple(sorted(t.params.items())) for t in trials}
     assert len(points) == 6  # a point drawn twice by the two workers does not crowd out another
+
+
+def test_tpe_constant_liar_only_when_workers_share_the_study():
+    default = {"name": "TPESampler", "multivariate": True, "group": True}
+    assert make_sampler(default, 0, shared=True)._constant_liar
+    assert not make_sampler(default, 0, shared=False)._constant_liar
+    assert make_sampler({**default, "constant_liar": True}, 0, shared=False)._constant_liar  # the user's choice
+
+
+def test_sole_worker_samples_the_same_without_constant_liar():
+    def params(liar: bool) -> list[dict]:
+        sampler = optuna.samplers.TPESampler(multivariate=True, group=True, n_startup_trials=3, seed=4,
+                                             constant_liar=liar)
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) + (t.suggest_float("y", 0, 1) if
+                       t.suggest_categorical("c", ["a", "b"]) == "b" else 0.5), n_trials=12)
+        return [t.params for t in study.trials]
+
+    assert params(True) == params(False)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_run_uses_constant_liar_when_the_storage_is_given(tmp_path, shared):
+    sampler = "{name: TPESampler, multivariate: true, group: true, n_startup_trials: 1}"
+    path = study_file(tmp_path, "objectives: {accuracy: maximize}\n" + TINY_SPACE
+                      + f"study: {{n_trials: 3, pruner: none, sampler: {sampler}}}\n")
+    url = default_url(tmp_path / "shared") if shared else default_url(tmp_path / "out")
+    (tmp_path / "shared").mkdir()
+    assert run(path, tmp_path, *(("--storage", url) if shared else ())) == 0
+    study = optuna.load_study(study_name="tiny", storage=url)
+    lies = [k for t in study.trials for k in t.system_attrs if k.startswith("tpe:relative_params")]
+    assert bool(lies) == shared

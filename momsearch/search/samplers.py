@@ -23,12 +23,16 @@ def _name_and_kwargs(spec: str | Mapping[str, Any] | None, what: str) -> tuple[s
     return kwargs.pop("name", None), kwargs
 
 
-def make_sampler(spec: str | Mapping[str, Any] | None, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: str | Mapping[str, Any] | None, seed: int, shared: bool = True) -> optuna.samplers.BaseSampler:
     """Build a sampler; the default suits conditional spaces: ``TPESampler(multivariate=True, group=True)``.
 
     Args:
         spec: a class name of ``optuna.samplers``, or ``{name: ..., **kwargs}``, or None for the default.
         seed: the study seed, used unless ``kwargs`` set their own ``seed``.
+        shared: whether other workers may sample the study at the same time. ``TPESampler`` takes Optuna's
+            constant liar (running trials count as bad ones) only then, unless ``kwargs`` set
+            ``constant_liar``: a sole worker's samples are the same without it, and with it every trial
+            re-reads the trial list from the storage and writes one more attribute.
     """
     name, kwargs = _name_and_kwargs(spec, "sampler")
     if name is None:
@@ -39,6 +43,8 @@ def make_sampler(spec: str | Mapping[str, Any] | None, seed: int) -> optuna.samp
     cls = classes[name]
     if "seed" in _parameters(cls) and "seed" not in kwargs:
         kwargs["seed"] = seed
+    if cls is optuna.samplers.TPESampler:
+        kwargs.setdefault("constant_liar", shared)
     return _construct("study.sampler", cls, kwargs)
 
 

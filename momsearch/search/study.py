@@ -179,8 +179,9 @@ def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_s
     _install_signal_handlers()
     torch.set_num_threads(options.threads)
     _quiet_optuna()
+    shared = options.jobs > 1 or options.storage != default_url(options.out)  # other workers may sample it
     study = optuna.load_study(study_name=study_file.name, storage=storage_for(study_file, options),
-                              sampler=make_sampler(study_file.study.get("sampler"), sampler_seed),
+                              sampler=make_sampler(study_file.study.get("sampler"), sampler_seed, shared=shared),
                               pruner=make_pruner(study_file.study.get("pruner")))
     options.artifacts.mkdir(parents=True, exist_ok=True)
     objective = Objective(study_file, functools.partial(load_task, study_file.task),
