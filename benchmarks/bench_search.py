@@ -89,7 +89,12 @@ def optuna_alone(trials: int, batches: int) -> float:
                                grace_period=sf.study["grace_period"])
         study = optuna.create_study(storage=storage, direction="maximize",
                                     sampler=make_sampler(sf.study.get("sampler"), sf.study["seed"], shared=False))
-        study.optimize(lambda trial: sf.space.suggest(trial) and 0.5, n_trials=trials)
+
+        def suggest_only(trial: optuna.Trial) -> float:
+            sf.space.suggest(trial)
+            return 0.5
+
+        study.optimize(suggest_only, n_trials=trials)
         ends = [t.datetime_complete for t in study.trials]
         return (ends[-1] - ends[0]).total_seconds() / (trials - 1)
 
@@ -110,9 +115,11 @@ def fit_rate(config: dict, task, fits: int, barrier, rates) -> None:
     rates.put(fits / (time.perf_counter() - start))
 
 
-def fit_scaling(sf, fits: int) -> float:
+def fit_scaling(fits: int, batches: int) -> float:
     """Fits per second of ``fits`` trainings in two concurrent processes over one (forked after a first fit
     in this process, so imports are done; one process before and after the two, against their mean)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sf = study_file(Path(tmp), fits, batches)
     config = sf.space.suggest(optuna.trial.FixedTrial({"block.rnn.rule": "plain"}))
     task = load_task(sf.task)
     train_once(config, task, 0)  # torch.optim imports its compiler stack on first use
@@ -141,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--batches", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=3, help="alternating jobs=1/jobs=2 command pairs")
+    parser.add_argument("--repeats", type=int, default=3, help="jobs=1, jobs=2, jobs=1 command triples")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -162,15 +169,13 @@ def main() -> None:
     print("trials per minute of `momsearch run` (jobs=1 / jobs=2, ratio), steady state and whole command; "
           "ceiling: train.fit alone in 2 processes / 1:")
     steady, whole, ceiling = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        sf = study_file(Path(tmp), args.trials, args.batches)
     for repeat in range(args.repeats):
         (steady1, whole1), (steady2, whole2), (steady1b, whole1b) = (
             cli_rates(args.trials, args.batches, jobs) for jobs in (1, 2, 1))
         steady1, whole1 = (steady1 + steady1b) / 2, (whole1 + whole1b) / 2
         steady.append(steady2 / steady1)
         whole.append(whole2 / whole1)
-        ceiling.append(fit_scaling(sf, args.trials))
+        ceiling.append(fit_scaling(args.trials, args.batches))
         print(f"  run {repeat + 1}: steady {steady1:.0f} / {steady2:.0f} = {steady[-1]:.2f}x, "
               f"whole {whole1:.0f} / {whole2:.0f} = {whole[-1]:.2f}x, ceiling {ceiling[-1]:.2f}x")
     print(f"  median ratio: steady state {statistics.median(steady):.2f}x, whole command "
