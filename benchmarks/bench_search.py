@@ -36,8 +36,8 @@ import torch
 from momsearch.builder import build
 from momsearch.search import objective as objective_module
 from momsearch.search.samplers import make_sampler
-from momsearch.search.storage import default_url, open_storage
-from momsearch.search.study import RunOptions, run
+from momsearch.search.storage import default_url
+from momsearch.search.study import RunOptions, run, storage_for
 from momsearch.spec import load_study_file, resolve
 from momsearch.tasks import load as load_task
 from momsearch.train import fit
@@ -84,9 +84,9 @@ def optuna_alone(trials: int, batches: int) -> float:
     settings, sampler and space, an objective that suggests the configuration and returns a constant."""
     with tempfile.TemporaryDirectory() as tmp:
         sf = study_file(Path(tmp), trials, batches)
-        (Path(tmp) / "out").mkdir()
-        storage = open_storage(default_url(Path(tmp) / "out"), heartbeat_interval=sf.study["heartbeat_interval"],
-                               grace_period=sf.study["grace_period"])
+        options = RunOptions(out=Path(tmp) / "out").resolved(sf)
+        options.out.mkdir()
+        storage = storage_for(sf, options)  # as `momsearch run` opens it: SQLite, the file's heartbeats
         study = optuna.create_study(storage=storage, direction="maximize",
                                     sampler=make_sampler(sf.study.get("sampler"), sf.study["seed"], shared=False))
 
