@@ -58,13 +58,14 @@ class AdamDrive:
     autograd op by op.
 
     Args:
-        rule: an ``Adam`` or ``RMSProp`` rule.
+        mu, s: the filter's constant decay (0 when nothing is carried) and input scale.
+        beta, eps: the normaliser's decay and the constant inside the square root.
         v: (B, G) momentum before the first step, None when mu = 0 (nothing to carry).
         m: (B, G) squared-drive average before the first step.
     """
 
-    def __init__(self, rule, v: torch.Tensor | None, m: torch.Tensor):
-        self.hyper = (rule.mu, rule.s, rule.beta, rule.eps)
+    def __init__(self, mu: float, s: float, beta: float, eps: float, v: torch.Tensor | None, m: torch.Tensor):
+        self.hyper = (mu, s, beta, eps)
         self.v, self.m = v, m
 
     def __call__(self, g: torch.Tensor) -> torch.Tensor:
