@@ -5,7 +5,6 @@ from .params import Param
 
 # the discrete rules the attention block offers: declared once, in their own modules under momsearch/rules
 RULES = {name: cls.PARAMS for name, cls in discrete_rules().items() if "attention" in cls.blocks}
-RULE_DOCS = {name: cls.doc for name, cls in discrete_rules().items() if "attention" in cls.blocks}
 
 PARAMS = {
     "kind": Param("str", "linear", "attention kind", choices=("linear", "softmax")),

@@ -7,7 +7,6 @@ CELLS = ("tanh", "lstm", "gru", "orthogonal")
 
 # the discrete rules the RNN block offers: declared once, in their own modules under momsearch/rules
 RULES = {name: cls.PARAMS for name, cls in discrete_rules().items() if "rnn" in cls.blocks}
-RULE_DOCS = {name: cls.doc for name, cls in discrete_rules().items() if "rnn" in cls.blocks}
 
 PARAMS = {
     "cell": Param("str", "lstm", "recurrent cell", choices=CELLS),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .. import catalog  # first: the catalog reads .base and the rule modules while it loads (no cycle)
 from .base import Filter, Normaliser, Rule, discrete_rules
 
-RULES: dict[str, type[Rule]] = discrete_rules()
+RULES: dict[str, type[Rule]] = dict(discrete_rules())
 globals().update({cls.__name__: cls for cls in RULES.values()})  # Plain, HeavyBall, ... as package attributes
 
 

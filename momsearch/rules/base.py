@@ -16,9 +16,10 @@ properties a block cannot run is a ConfigError naming the rule, the block and wh
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any, ClassVar
 
 from ..catalog.params import Param, check_params
@@ -160,21 +161,26 @@ class Rule:
 NOT_RULE_MODULES = ("base", "ode")  # this module, and the continuous-time rules (torch, their own catalog)
 
 
+@cache
 def discrete_rules() -> dict[str, type[Rule]]:
     """Every discrete rule defined in this package, by name, in listing order (``position``, then name).
 
     A module of ``momsearch.rules`` (other than ``base`` and ``ode``, and names starting with ``_``) that
     defines a :class:`Rule` subclass with its own ``name`` is a rule: adding a rule is adding its file.
 
+    Computed once per process (the modules are imported then).
+
     Raises:
         ValueError: two rules declare the same name.
     """
     found: dict[str, type[Rule]] = {}
     package = __name__.rsplit(".", 1)[0]
-    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        if info.name.startswith("_") or info.name in NOT_RULE_MODULES:
+    names = sorted(entry.name[:-3] for entry in os.scandir(os.path.dirname(__file__))
+                   if entry.name.endswith(".py") and entry.is_file())
+    for name in names:
+        if name.startswith("_") or name in NOT_RULE_MODULES:
             continue
-        module = importlib.import_module(f"{package}.{info.name}")
+        module = importlib.import_module(f"{package}.{name}")
         for obj in vars(module).values():
             if (isinstance(obj, type) and issubclass(obj, Rule) and obj.__module__ == module.__name__
                     and "name" in vars(obj)):
