@@ -120,6 +120,40 @@ def test_many_chunks_with_padding(name, causal):
     assert (att.attend(q, k, v, padding) - reference(q, k, v, rule, causal, padding)).abs().max() < 1e-10
 
 
+class _GainDirect(Rule):
+    """A filter with every coefficient in use: p = 0.5·p + 0.7·U ; S += 0.3·p + 0.6·U."""
+
+    name = "gain_direct"
+
+    def filter(self, block):
+        return Filter(scale=0.7, decay=0.5, gain=0.3, direct=0.6)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("chunk", [1, 4, 64])
+def test_a_filter_with_gain_and_direct_term_is_exact(causal, chunk):
+    """The chunked form for any linear filter, not only the catalog's, against its own float64 loop."""
+    q, k, v = qkv()
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    U = fk[..., :, None] * v[..., None, :]  # (B, H, T, d, m)
+    p, S, states = torch.zeros_like(U[:, :, 0]), torch.zeros_like(U[:, :, 0]), []
+    for t in range(T):
+        p = 0.5 * p + 0.7 * U[:, :, t]
+        S = S + 0.3 * p + 0.6 * U[:, :, t]
+        states.append(S)
+    S_read = torch.stack(states, dim=2) if causal else S[:, :, None].expand_as(U)  # (B, H, T, d, m)
+    z = fk.cumsum(dim=2) if causal else fk.sum(dim=2, keepdim=True).expand_as(fk)  # (B, H, T, d)
+    want = torch.einsum("bhtd,bhtdm->bhtm", fq, S_read) / ((fq * z).sum(-1, keepdim=True) + 1e-6)
+    att = Attention(H * DH, H, "linear", _GainDirect(), causal=causal, chunk_size=chunk).double()
+    assert (att.attend(q, k, v) - want).abs().max() < 1e-10
+    if causal:
+        x = torch.randn(B, T, H * DH, dtype=torch.float64)
+        y, state = att(x), None
+        for t in range(T):
+            y_t, state = att.step(x[:, t], state)
+            assert (y_t - y[:, t]).abs().max() < 1e-10
+
+
 class _Opaque(Rule):
     """A rule that is no linear filter at all."""
 

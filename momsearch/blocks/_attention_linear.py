@@ -103,7 +103,7 @@ def chunk_weights(rule: Rule, n_chunks: int, chunk: int, dtype: torch.dtype,
     w_sum = w_delta.cumsum(dim=1)  # (n, C, C)
     pi_sum = pi.cumsum(dim=1)  # (n, C) carried Δ -> G_r
     if not filt.outputs_momentum:  # G accumulates gain·Δ + direct·U
-        w_sum = filt.gain * w_sum + filt.direct * (e[1:, None] >= e[None, 1:])  # (n, C, C)
+        w_sum = filt.gain * w_sum + filt.direct * torch.ones(chunk, chunk, dtype=torch.float64).tril()  # (n, C, C)
         pi_sum = filt.gain * pi_sum  # (n, C)
     intra = w_sum + c[:, :, None] * w_delta  # (n, C, C)
     carry = pi_sum + c * pi  # (n, C)
