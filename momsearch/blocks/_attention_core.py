@@ -2,9 +2,10 @@
 
 Linear attention, per head: φ(x) = elu(x) + 1, U_t = φ(k_t)v_tᵀ, z_t = z_{t−1} + φ(k_t),
 y_t = φ(q_t)ᵀS_t / (φ(q_t)ᵀz_t + 1e-6); the rule acts on the numerator state S only, as its properties say
-(:func:`choose_attention_path`: a linear filter of U_t accumulated into S, optionally normalised; never its name).
-Training runs the exact recurrence in a chunked parallel form; :meth:`Attention.step` runs it one token at a time. Bidirectional attention: every query reads the
-final state. Softmax attention is ``torch.nn.functional.scaled_dot_product_attention``.
+(:func:`choose_attention_path`: a linear filter of U_t accumulated into S, optionally normalised; never its
+name). Training runs the exact recurrence in a chunked parallel form; :meth:`Attention.step` runs it one
+token at a time. Bidirectional attention: every query reads the final state. Softmax attention is
+``torch.nn.functional.scaled_dot_product_attention``.
 
 Padding (``padding_mask`` True = padding) is *skipped*: a padded step leaves every state unchanged, so each
 sequence gives the outputs it would give with its padding removed; outputs at padded positions are zero.

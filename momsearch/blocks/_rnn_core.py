@@ -79,11 +79,11 @@ class LayerState(NamedTuple):
     Attributes:
         h: (B, H) hidden state.
         c: (B, H) LSTM cell state.
-        v: the momentum. ``heavy_ball`` and GRU/orthogonal ``nesterov_restart``: the filtered input
-            x̃ (B, I + 1) (I for the orthogonal cell, which has no input bias), whose drive is
-            ``[W_ih | b_ih]·x̃``; ``adam``: v (B, G) itself (G = gates·H).
-        m: (B, G) the squared-drive average of ``adam``/``rmsprop``.
-        y: (B, G) the previous pre-activation y_{t-1} of LSTM/tanh ``nesterov_restart``.
+        v: the filter state. Path ``filtered``: the filtered input x̃f (B, I + 1) (I for the orthogonal cell,
+            which has no input bias), whose drive is ``[W_ih | b_ih]·(gain·x̃f + direct·x̃)``; path
+            ``normalised``: the momentum v (B, G) itself (G = gates·H), None when the filter carries nothing.
+        m: (B, G) the squared-drive average of path ``normalised``.
+        y: (B, G) the previous pre-activation y_{t-1} of path ``preactivation``.
     """
 
     h: torch.Tensor
@@ -235,7 +235,7 @@ class RNN(nn.Module):
 
     def _layer(self, k: int, x: torch.Tensor, ls: LayerState, step: int) -> tuple[torch.Tensor, LayerState]:
         """Layer ``k`` on time-major ``x`` (T, B, in) from state ``ls``; returns (T, B, H) and the new state."""
-        rule, cell, T = self.rule, self.cell, x.shape[0]
+        cell, T = self.cell, x.shape[0]
         w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
         if cell == "orthogonal":
             b_ih = b_hh = None
@@ -253,7 +253,8 @@ class RNN(nn.Module):
             if b_ih is not None:
                 x = torch.cat([x, x.new_ones(*x.shape[:2], 1)], dim=2)  # (T, B, in + 1)
             xf = scan(x, filt.decays(step, T), filt.scale, ls.v)  # (T, B, in + 1) filtered input
-            drive_in = xf if filt.outputs_momentum else torch.add(xf * filt.gain, x, alpha=filt.direct)  # (T, B, in + 1)
+            # (T, B, in + 1) what the kernel multiplies by [W_ih | b_ih]: gain·x̃f + direct·x̃
+            drive_in = xf if filt.outputs_momentum else torch.add(xf * filt.gain, x, alpha=filt.direct)
             if fused is not None:
                 w_aug = torch.cat([w_ih, b_ih[:, None]], dim=1)  # (G, in + 1)
                 out, new = self._fused(fused, drive_in, ls, w_aug, w_hh, torch.zeros_like(b_ih), b_hh)

@@ -1,9 +1,9 @@
 """Custom recurrences for the paths without a fused kernel: a step loop with one ``W_hh h`` GEMM per step.
 
 ``recur`` runs a cell on the input term g_t = W_ih x_t + b_ih of one GEMM over all steps, turned into
-the drive step by step (adam/rmsprop; every rule of the orthogonal cell);
-``recur_nesterov`` runs LSTM/tanh ``nesterov_restart``, whose momentum acts on the whole pre-activation
-and only needs the previous step's ``y_{t-1}`` (DESIGN §3.1). The sequences are split with ``unbind``
+the drive step by step (a normalised drive such as adam's; every rule of the orthogonal cell);
+``recur_nesterov`` runs pre-activation momentum (LSTM/tanh ``nesterov_restart``), which acts on the whole pre-activation
+and only needs the previous step's ``y_{t-1}``. The sequences are split with ``unbind``
 so that autograd gathers their gradients in one stack (indexing ``x[t]`` would allocate T full-size
 gradients).
 """
@@ -140,7 +140,8 @@ def recur(cell: str, g: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w
 
 def recur_nesterov(cell: str, g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor,
                    c: torch.Tensor | None, y: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
-    """LSTM/tanh ``nesterov_restart``: y_t = W_hh h_{t-1} + b_hh − s·g_t ; z_t = y_t + c_t·(y_t − y_{t-1}).
+    """Pre-activation momentum (LSTM/tanh ``nesterov_restart``): y_t = W_hh h_{t-1} + b_hh − s·g_t ;
+    z_t = y_t + c_t·(y_t − y_{t-1}).
 
     Args:
         cell: ``lstm`` or ``tanh``.

@@ -1,4 +1,4 @@
-"""Catalog of the attention block: softmax and linear attention with momentum on the state (momentum on the linear-attention state)."""
+"""Catalog of the attention block: softmax and linear attention with momentum on the linear-attention state."""
 
 from ..rules.base import discrete_rules
 from .params import Param

@@ -1,6 +1,6 @@
 """``adam``: v_t = mu·v + s·g ; m_t = beta·m + (1-beta)·g² ; drive = v_t / sqrt(m_t + eps)."""
 
-from .base import BETA, EPS, MU, S, Filter, Normaliser, Rule
+from .base import BETA, EPS, MU, Filter, Normaliser, Rule, S
 
 
 class Adam(Rule):

@@ -90,7 +90,9 @@ class Filter:
 
 @dataclass(frozen=True)
 class Normaliser:
-    """Elementwise normalisation of the filter output: m_t = beta·m_{t-1} + (1-beta)·g_t² ; drive = out_t / sqrt(m_t + eps).
+    """Elementwise normalisation of the filter output, per element of the driving term g_t:
+
+        m_t = beta·m_{t-1} + (1-beta)·g_t² ;  drive_t = out_t / sqrt(m_t + eps)
 
     Attributes:
         beta: decay of the squared-drive average, in [0, 1).

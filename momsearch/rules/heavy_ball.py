@@ -1,6 +1,6 @@
 """``heavy_ball``: v_t = mu·v_{t-1} + s·g_t ; drive = v_t."""
 
-from .base import MU, S, Filter, Rule
+from .base import MU, Filter, Rule, S
 
 
 class HeavyBall(Rule):

@@ -1,7 +1,7 @@
 """``nesterov_restart``: Nesterov momentum c_t = (k_t - 1)/(k_t + 2) with the counter k restarted every R steps."""
 
 from ..catalog.params import Param
-from .base import S, Filter, Rule
+from .base import Filter, Rule, S
 
 
 def nesterov_coefficient(step, restart_every: int):

@@ -1,6 +1,6 @@
 """``rmsprop``: ``adam`` with mu = 0."""
 
-from .base import BETA, EPS, S, Filter, Normaliser, Rule
+from .base import BETA, EPS, Filter, Normaliser, Rule, S
 
 
 class RMSProp(Rule):

@@ -20,7 +20,6 @@ from ..rules.ode import (
     restart_times,
 )
 
-
 # continuous-time rule -> (dynamics class, stacked state parts k, its hyperparameters in argument order)
 ODE_DYNAMICS = {
     "plain": (PlainDynamics, 1, ()),
