@@ -1,4 +1,4 @@
-"""Neural-ODE blocks: rule dynamics against DESIGN §3.2, closed-form solutions, NFE accounting, ODE-RNN."""
+"""Neural-ODE blocks: rule dynamics against their published equations, closed-form solutions, NFE, ODE-RNN."""
 
 import inspect
 import math
@@ -23,16 +23,26 @@ TEST_PARAMS = {
     "heavy_ball": {"gamma_init": 0.3},
     "generalized_heavy_ball": {"gamma_init": 0.3, "xi_init": 0.7},
     "nesterov_restart": {"restart_every": 0.5},
-    "adam": {"beta1_init": 0.3, "beta2_init": 0.6, "eps": 1e-3},
+    "adam": {"beta1_init": 0.3, "beta2_init": 0.6, "eps": 1e-3, "normalizer": "softplus"},
 }
+NORMALIZERS = {"sigmoid": torch.sigmoid, "softplus": nn.functional.softplus, "identity": lambda v: v}
 
 
 def make_rule(name: str, **overrides) -> ode_rules.ODERule:
     return ode_rules.RULES[name](**{**TEST_PARAMS[name], **overrides})
 
 
+def nesterov_k(tau):
+    """k(tau) = tau^(3/2)·e^(-tau/2) and k'(tau), written out."""
+    k = tau**1.5 * torch.exp(-tau / 2)
+    return k, 1.5 * tau**0.5 * torch.exp(-tau / 2) - 0.5 * k
+
+
 def reference_derivative(rule: ode_rules.ODERule, f, t, h, m, v):
-    """DESIGN §3.2 written out, learnable coefficients at their initial values: (dh, dm, dv)."""
+    """The published equations, learnable coefficients at their initial values: (dh, dm, dv) of the solver state.
+
+    ``t`` is the clock (time since the last restart). NesterovNODE's solver state is (x, m) (passed as h, m).
+    """
     p = rule.params()
     if rule.name == "plain":
         return f(h), None, None
@@ -40,15 +50,25 @@ def reference_derivative(rule: ode_rules.ODERule, f, t, h, m, v):
         return m, -p["gamma_init"] * m + f(h), None
     if rule.name == "generalized_heavy_ball":
         return torch.tanh(m), -p["gamma_init"] * m + f(h) - p["xi_init"] * h, None
-    if rule.name == "nesterov_restart":
-        R = p["restart_every"]
-        # tau = 1 + (t mod R), the restart taking effect just after t = R, 2R, ...
-        tau = 1 + (t - R * torch.clamp(torch.ceil(t / R) - 1, min=0) if R > 0 else t)
-        return m, -(3 / tau) * m + f(h), None
+    if rule.name == "nesterov_restart":  # x' = m ; m' = -m + f(x / k(tau)), tau = 1 + t
+        x, tau = h, 1 + t
+        return m, -m + f(x / nesterov_k(tau)[0]), None
     if rule.name == "adam":
-        fh = f(h)
-        return m / torch.sqrt(v + p["eps"]), p["beta1_init"] * (fh - m), p["beta2_init"] * (fh * fh - v)
-    raise AssertionError(f"no reference for rule {rule.name}: add its DESIGN equations here")
+        fh, n = f(h), NORMALIZERS[p["normalizer"]]
+        return m / (torch.sqrt(n(v)) + p["eps"]), p["beta1_init"] * (fh - m), p["beta2_init"] * (fh * fh - v)
+    raise AssertionError(f"no reference for rule {rule.name}: add its published equations here")
+
+
+def natural_derivative(rule: ode_rules.ODERule, f, t, h, m, v):
+    """The same in the natural state (h, h' or m[, v]) and real time t, the clock restarting every R.
+
+    NesterovNODE: h'' + (3/tau)·h' + (3/(4·tau²) - 1/4)·h = tau^(-3/2)·e^(tau/2)·f(h), tau = 1 + (t mod R).
+    """
+    if rule.name != "nesterov_restart":
+        return reference_derivative(rule, f, t, h, m, v)
+    R = rule.restart_every
+    tau = 1 + (t - R * torch.floor(t / R) if R > 0 else t)
+    return m, -(3 / tau) * m - (3 / (4 * tau**2) - 0.25) * h + tau**-1.5 * torch.exp(tau / 2) * f(h), None
 
 
 def field_mlp(n: int = 3) -> nn.Module:
@@ -177,8 +197,10 @@ def test_nfe_counts_every_field_call(name):
     block = ODEBlock(dim=2, rule=make_rule(name), field=field).double()
     y = block(torch.randn(8, 2, dtype=torch.float64))
     assert block.nfe_forward == field.calls > 0
-    # dopri5: 2 + 6 per attempted step, + 1 after each jump in t it is told to step onto
-    assert (block.nfe_forward - 2 - len(block.flow.rule.discontinuities(1.0))) % 6 == 0
+    # dopri5: 2 + 6 per attempted step in each solve; a restarting clock cuts the solve at each restart
+    pieces = 1 + len(block.flow.rule.discontinuities(1.0))
+    assert pieces == (2 if name == "nesterov_restart" else 1)
+    assert (block.nfe_forward - 2 * pieces) % 6 == 0
     assert block.nfe_backward == 0
     y.square().sum().backward()
     assert block.nfe_backward == field.calls - block.nfe_forward > 0
@@ -323,14 +345,18 @@ def test_ode_rnn_irregular_times_match_a_real_time_reference(name):
         for b in range(B):
             def derivative(t, state):
                 h, m, v = list(state) + [None] * (3 - len(state))
-                return tuple(d for d in reference_derivative(rule, field, t, h, m, v) if d is not None)
+                return tuple(d for d in natural_derivative(rule, field, t, h, m, v) if d is not None)
 
             h, c = rnn.cell(x[b : b + 1, 0], (torch.zeros(1, S, dtype=torch.float64),) * 2)
             state = (h, torch.zeros_like(h), torch.zeros_like(h))[: rule.components]
             expected = [h]
             for i in range(1, T):
                 span = torch.stack((times[b, i - 1], times[b, i])) - times[b, 0]  # time since the first one
-                state = tuple(s[-1] for s in odeint(derivative, state, span, rtol=1e-9, atol=1e-9))
+                R = rule.params().get("restart_every", 0.0)
+                jumps = [k * R for k in range(1, 100) if R > 0 and span[0] < k * R < span[1]]
+                options = {"jump_t": torch.tensor(jumps, dtype=torch.float64)} if jumps else None
+                state = tuple(s[-1] for s in odeint(derivative, state, span, rtol=1e-10, atol=1e-10,
+                                                    options=options))
                 h, c = rnn.cell(x[b : b + 1, i], (state[0], c))
                 state = (h,) + state[1:]
                 expected.append(h)
@@ -338,12 +364,28 @@ def test_ode_rnn_irregular_times_match_a_real_time_reference(name):
 
 
 def test_ode_rnn_per_row_times_are_independent_with_a_fixed_grid():
-    rnn = ODERNN(2, 3, rule=ode_rules.NesterovRestart(), solver="rk4", options={"step_size": 0.5}).double()
+    rule = ode_rules.NesterovRestart(restart_every=0.0)  # a row's grid is cut where another row restarts
+    rnn = ODERNN(2, 3, rule=rule, solver="rk4", options={"step_size": 0.5}).double()
     x = torch.randn(2, 5, 2, dtype=torch.float64)
     times = torch.tensor([[0.0, 0.5, 2.0, 2.1, 4.0], [1.0, 1.2, 1.3, 3.0, 3.5]], dtype=torch.float64)
     both = rnn(x, times)
     for b in range(2):
         torch.testing.assert_close(both[b], rnn(x[b : b + 1], times[b])[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver,options,tol", [("rk4", {"step_size": 0.01}, 1e-8), ("dopri5", None, 1e-7)])
+def test_ode_rnn_rows_restart_on_their_own_clocks(solver, options, tol):
+    torch.manual_seed(6)
+    rnn = ODERNN(2, 3, rule=ode_rules.NesterovRestart(restart_every=0.7), solver=solver, options=options,
+                 rtol=1e-10, atol=1e-10, m0="learned").double()
+    with torch.no_grad():
+        rnn.flow.m0_net[-1].weight.normal_()  # a non-zero h'(0)
+    x = torch.randn(3, 5, 2, dtype=torch.float64)
+    times = torch.tensor([[0.0, 0.5, 2.0, 2.1, 4.0], [1.0, 1.2, 1.3, 3.0, 3.5], [0.0, 0.7, 1.4, 2.8, 3.5]],
+                         dtype=torch.float64)  # row 3 restarts on its observations
+    both = rnn(x, times)
+    for b in range(3):
+        torch.testing.assert_close(both[b], rnn(x[b : b + 1], times[b])[0], rtol=tol, atol=tol)
 
 
 # ---------------------------------------------------------------- bad input
