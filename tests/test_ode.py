@@ -11,7 +11,7 @@ from torchdiffeq import odeint
 from momsearch import catalog
 from momsearch import rules as discrete_rules
 from momsearch.blocks import ODERNN, ODEBlock
-from momsearch.builder import build_block_model
+from momsearch.builder import build, build_block_model
 from momsearch.errors import ConfigError, NFEBudgetExceeded
 from momsearch.rules import ode as ode_rules
 
@@ -373,7 +373,8 @@ def test_ode_rnn_per_row_times_are_independent_with_a_fixed_grid():
         torch.testing.assert_close(both[b], rnn(x[b : b + 1], times[b])[0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("solver,options,tol", [("rk4", {"step_size": 0.01}, 1e-8), ("dopri5", None, 1e-7)])
+@pytest.mark.slow
+@pytest.mark.parametrize("solver,options,tol", [("rk4", {"step_size": 0.02}, 1e-7), ("dopri5", None, 1e-7)])
 def test_ode_rnn_rows_restart_on_their_own_clocks(solver, options, tol):
     torch.manual_seed(6)
     rnn = ODERNN(2, 3, rule=ode_rules.NesterovRestart(restart_every=0.7), solver=solver, options=options,
@@ -441,3 +442,286 @@ def test_build_makes_ode_models(name):
     seq = build_block_model("ode", {"rnn_hidden_size": 6, "solver": "rk4", "step_size": 0.5}, name, {}, 3, 4,
                             input="sequence", target="every")
     assert seq(torch.randn(2, 5, 3), torch.rand(2, 5).cumsum(1)).shape == (2, 5, 4)
+
+
+# ---------------------------------------------------------------- the published methods, step by step
+
+
+def rk4_38(derivative, state, t0, dt, steps):
+    """torchdiffeq's ``rk4`` (the 3/8 rule) written out: ``steps`` steps of ``dt`` from t0 on a tuple state."""
+    t = t0
+    for _ in range(steps):
+        add = lambda y, *terms: tuple(a + dt * sum(c * k[i] for c, k in terms) for i, a in enumerate(y))  # noqa: E731
+        k1 = derivative(t, state)
+        k2 = derivative(t + dt / 3, add(state, (1 / 3, k1)))
+        k3 = derivative(t + 2 * dt / 3, add(state, (1.0, k2), (-1 / 3, k1)))
+        k4 = derivative(t + dt, add(state, (1.0, k1), (-1.0, k2), (1.0, k3)))
+        state = add(state, (1 / 8, k1), (3 / 8, k2), (3 / 8, k3), (1 / 8, k4))
+        t = t + dt
+    return state
+
+
+def test_authors_initial_values_are_the_defaults(float64):
+    assert ode_rules.HeavyBall().gamma_init == ode_rules.GeneralizedHeavyBall().gamma_init == 1 / (1 + math.exp(3))
+    assert ode_rules.GeneralizedHeavyBall().xi_init == math.log1p(math.exp(2))
+    adam = ode_rules.Adam()
+    assert adam.beta1_init == adam.beta2_init == 1 / (1 + math.exp(-3))
+    assert (adam.eps, adam.normalizer) == (1e-8, "sigmoid")
+    hb = ode_rules.GeneralizedHeavyBall().dynamics(field_mlp())
+    assert hb.theta.item() == -3.0 and hb.c.item() == 2.0  # HBNODE's theta_0, GHBNODE's (MNIST) c_0
+    logits = ode_rules.Adam().dynamics(field_mlp())
+    for p in (logits.beta1_logit, logits.beta2_logit):
+        assert abs(p.item() - 3.0) < 1e-14  # AdamNODE's (CIFAR) beta_1 = beta_2 = 3
+
+
+@pytest.mark.parametrize("name", ["heavy_ball", "generalized_heavy_ball", "adam"])
+def test_learnable_scalars_take_the_blocks_dtype_exactly(name):
+    rule = make_rule(name)
+    block = ODEBlock(dim=3, rule=rule)  # built in float32
+    own = {n: p for n, p in block.flow.dynamics.named_parameters() if "." not in n}
+    assert own and all(p.dtype == torch.float32 for p in own.values())
+    with torch.no_grad():
+        trained = next(iter(own))
+        own[trained].add_(0.25)  # a trained value is converted, not reset
+    before = {n: p.item() for n, p in own.items()}
+    block.double()
+    exact = {"theta": ode_rules._logit(rule.params().get("gamma_init", 0.5)),
+             "c": ode_rules._inverse_softplus(rule.params().get("xi_init", 1.0)),
+             "beta1_logit": ode_rules._logit(rule.params().get("beta1_init", 0.5)),
+             "beta2_logit": ode_rules._logit(rule.params().get("beta2_init", 0.5))}
+    for n, p in block.flow.dynamics.named_parameters():
+        if "." in n:
+            continue
+        assert p.dtype == torch.float64
+        assert p.item() == (before[n] if n == trained else exact[n]), n
+        if n != trained:
+            assert p.item() != float(torch.tensor(exact[n], dtype=torch.float32))  # not the float32 rounding
+
+
+@pytest.mark.parametrize("restart_every", [0.0, 0.5])
+def test_nesterov_node_is_the_papers_system_step_by_step(restart_every, float64):
+    torch.manual_seed(7)
+    f = field_mlp(3)
+    h0 = torch.randn(4, 3)
+    block = ODEBlock(dim=3, rule=ode_rules.NesterovRestart(restart_every=restart_every), field=f, solver="rk4",
+                     options={"step_size": 0.05}, adjoint=False)
+
+    def paper(t, state):  # x' = m ; m' = -m + f(x / k(tau)), tau = 1 + t (t: time since the restart)
+        x, m = state
+        return m, -m + f(x / nesterov_k(torch.tensor(1 + t))[0])
+
+    k1, dk1 = nesterov_k(torch.tensor(1.0))
+    x, m = k1 * h0, dk1 * h0  # h(1) = h0, h'(1) = 0
+    if restart_every == 0:
+        x, m = rk4_38(paper, (x, m), 0.0, 0.05, 20)
+        expected = x / nesterov_k(torch.tensor(2.0))[0]  # read-out h = x / k(tau) at tau = 2
+    else:
+        x, m = rk4_38(paper, (x, m), 0.0, 0.05, 10)
+        k, dk = nesterov_k(torch.tensor(1.5))  # the clock restarts at t = 0.5: h, h' carried over
+        h = x / k
+        dh = (m - dk * h) / k
+        x, m = rk4_38(paper, (k1 * h, dk1 * h + k1 * dh), 0.0, 0.05, 10)
+        expected = x / k
+    torch.testing.assert_close(block(h0), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("restart_every", [0.0, 0.3])
+def test_nesterov_node_solves_the_second_order_equation(restart_every, float64):
+    """h'' + (3/tau)h' + (3/(4tau²) - 1/4)h = tau^(-3/2)e^(tau/2)f(h), h and h' continuous at restarts."""
+    torch.manual_seed(8)
+    f = field_mlp(3)
+    rule = ode_rules.NesterovRestart(restart_every=restart_every)
+    block = ODEBlock(dim=3, t1=1.0, rule=rule, field=f, rtol=1e-11, atol=1e-11, m0="learned")
+    with torch.no_grad():
+        block.flow.m0_net[-1].weight.normal_()  # h'(0) = m0(h0), not 0
+    h0 = torch.randn(4, 3)
+    jumps = {"jump_t": torch.tensor([0.3, 0.6, 0.9])} if restart_every else None
+    second = lambda t, s: natural_derivative(rule, f, t, s[0], s[1], None)[:2]  # noqa: E731
+    with torch.no_grad():
+        state = (h0, block.flow.m0_net(h0))
+    h = odeint(second, state, torch.tensor([0.0, 1.0]), rtol=1e-11, atol=1e-11, options=jumps)[0][-1]
+    torch.testing.assert_close(block(h0), h, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("normalizer", ["sigmoid", "softplus", "identity"])
+def test_adam_node_is_the_authors_code_step_by_step(normalizer, float64):
+    """The authors' AdamNODE.forward (cifar10/models.py) in their variables: m_ref = -m, the same field f."""
+    torch.manual_seed(9)
+    f = field_mlp(3)
+    h0 = torch.randn(4, 3)
+    block = ODEBlock(dim=3, rule=ode_rules.Adam(normalizer=normalizer), field=f, solver="rk4",
+                     options={"step_size": 0.05}, adjoint=False)
+    act = {"sigmoid": torch.sigmoid, "softplus": nn.functional.softplus, "identity": lambda v: v}[normalizer]
+    beta_1 = beta_2 = torch.tensor(3.0)  # the authors' --beta_1 / --beta_2 defaults
+
+    def authors(t, state):
+        theta, m, v = state
+        dtheta = -m / (torch.sqrt(act(v)) + 1e-8)
+        df = f(theta)
+        return dtheta, torch.sigmoid(beta_1) * (-df - m), torch.sigmoid(beta_2) * (df**2 - v)
+
+    zero = torch.zeros_like(h0)
+    if normalizer == "identity":  # sqrt(v) at v = 0 has no first stage to speak of: start v above 0
+        block = ODEBlock(dim=3, rule=ode_rules.Adam(normalizer=normalizer), field=f, solver="rk4",
+                         options={"step_size": 0.05}, adjoint=False, m0="learned")
+        with torch.no_grad():
+            block.flow.m0_net[-1].bias.fill_(0.5)  # m0 = 0.5, v0 = m0² (the authors' initial velocity)
+        state = (h0, -0.5 + zero, 0.25 + zero)
+    else:
+        state = (h0, zero, zero)
+    theta, _, _ = rk4_38(authors, state, 0.0, 0.05, 20)
+    torch.testing.assert_close(block(h0), theta, rtol=1e-12, atol=1e-12)
+
+
+def test_adam_gain_is_bounded_by_the_normalizer(float64):
+    """n = sigmoid keeps the gain 1 / (sqrt(n(v)) + eps) in (1 - eps, sqrt(2)] for v >= 0 (never 1/eps)."""
+    dynamics = ode_rules.Adam().dynamics(field_mlp())
+    m = torch.ones(2, 3)
+    gains = []
+    for v in (0.0, 0.5, 5.0, 1e6):
+        z = torch.stack((torch.zeros(2, 3), m, torch.full((2, 3), v)), 1)
+        gains.append(dynamics(torch.tensor(0.0), z)[:, 0])
+    gains = torch.stack(gains)
+    assert ((gains > 1 - 1e-8) & (gains <= 2**0.5)).all()
+    torch.testing.assert_close(gains[0], torch.full((2, 3), 1 / (0.5**0.5 + 1e-8)))
+
+
+@pytest.mark.parametrize("name", ["nesterov_restart", "adam"])
+def test_gradcheck_of_the_new_dynamics(name, float64):
+    torch.manual_seed(10)
+    rules = [make_rule(name)]
+    if name == "adam":
+        rules += [make_rule(name, normalizer=n) for n in ("sigmoid", "identity")]
+    for rule in rules:
+        dynamics = rule.dynamics(field_mlp(3))
+        names = [n for n, _ in dynamics.named_parameters() if "." not in n]
+        z = torch.rand(2, rule.components, 3, requires_grad=True) + 0.1  # v > 0
+        t = torch.rand(2, 1) * 0.5
+
+        def fn(z, *scalars):
+            params = dict(zip(names, scalars, strict=True))
+            out = torch.func.functional_call(dynamics, params, (t, z))
+            return out + dynamics.enter(t, z) + dynamics.leave(t, z)
+
+        scalars = [p.detach().clone().requires_grad_() for n, p in dynamics.named_parameters() if n in names]
+        assert torch.autograd.gradcheck(fn, (z, *scalars))
+
+
+def test_gradcheck_through_a_restarting_block(float64):
+    torch.manual_seed(11)
+    block = ODEBlock(dim=2, rule=ode_rules.NesterovRestart(restart_every=0.4), hidden_size=4, solver="rk4",
+                     options={"step_size": 0.1}, adjoint=False)
+    h0 = torch.randn(3, 2, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (h0,))
+
+
+@pytest.mark.parametrize("restart_every", [0.33, 0.5])
+def test_rk4_keeps_fourth_order_across_restarts(restart_every, float64):
+    torch.manual_seed(12)
+    f = field_mlp(3)
+    h0 = torch.randn(4, 3)
+    rule = ode_rules.NesterovRestart(restart_every=restart_every)
+    exact = ODEBlock(dim=3, t1=1.0, rule=rule, field=f, rtol=1e-12, atol=1e-12)(h0)
+    errors = []
+    for dt in (0.05, 0.025):
+        block = ODEBlock(dim=3, t1=1.0, rule=rule, field=f, solver="rk4", options={"step_size": dt})
+        errors.append((block(h0) - exact).abs().max().item())
+    assert errors[1] < 1e-8
+    assert 12 < errors[0] / errors[1] < 20  # 2^4 = 16: fourth order; a clock switch inside a step gives 2
+
+
+# ---------------------------------------------------------------- time-dependent fields
+
+
+class RecordingTimeField(nn.Module):
+    """f(h, t) = tanh(h) · t, recording every t it is called with."""
+
+    time_input = True
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, h, t):
+        assert t.shape == (h.shape[0], 1)
+        self.seen.append(t.detach().clone())
+        return torch.tanh(h) * t
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_time_input_feeds_t_or_tau(name, float64):
+    field = RecordingTimeField()
+    block = ODEBlock(dim=2, t1=1.0, rule=make_rule(name), field=field, adjoint=False, solver="rk4",
+                     options={"step_size": 0.1})  # a fixed grid never steps past the end
+    block(torch.randn(3, 2))
+    seen = torch.cat(field.seen)
+    low, high = (1.0, 1.0 + TEST_PARAMS[name]["restart_every"]) if name == "nesterov_restart" else (0.0, 1.0)
+    assert seen.min() == low and seen.max() == pytest.approx(high)
+
+
+def test_time_input_mlp_is_f_of_h_and_t(float64):
+    torch.manual_seed(13)
+    block = ODEBlock(dim=2, hidden_size=5, time_input=True, rtol=1e-11, atol=1e-11)
+    mlp = block.flow.dynamics.field
+    assert mlp[0].in_features == 3 and mlp[-1].out_features == 2
+    h0 = torch.randn(4, 2)
+    layers = list(mlp)
+
+    def reference(t, h):
+        out = torch.cat((h, t.expand(h.shape[0], 1)), 1)  # (B, 3)
+        for layer in layers:
+            out = layer(out)
+        return out
+
+    with torch.no_grad():
+        expected = odeint(reference, h0, torch.tensor([0.0, 1.0]), rtol=1e-11, atol=1e-11)[-1]
+    torch.testing.assert_close(block(h0), expected, rtol=1e-8, atol=1e-8)
+    assert ODEBlock(dim=2, hidden_size=5).flow.dynamics.field[0].in_features == 2  # off by default
+
+
+def test_time_input_through_the_catalog_and_builder():
+    assert catalog.ode.PARAMS["time_input"].default is False
+    model = build_block_model("ode", {"hidden_size": 8, "time_input": True}, "nesterov_restart", {}, 2, 2,
+                              input="static", target="static")
+    assert model.block.flow.dynamics.field.time_input and model.block.flow.dynamics.field[0].in_features == 3
+    assert model(torch.randn(5, 2)).shape == (5, 2)
+    with pytest.raises(ConfigError, match="time_input"):
+        ODEBlock(dim=2, time_input="yes")
+
+
+def test_adam_normalizer_is_checked():
+    with pytest.raises(ConfigError, match=r"normalizer 'sigmod' \(did you mean 'sigmoid'\?\)"):
+        ode_rules.Adam(normalizer="sigmod")
+    assert catalog.ode.RULES["adam"]["normalizer"].choices == ("sigmoid", "softplus", "identity")
+
+
+@pytest.mark.slow
+def test_export_round_trip_of_the_new_parameters(tmp_path):
+    from momsearch.standalone import verify_many, write_export
+
+    cases = [
+        ({"block.ode.rule": "adam", "block.ode.rule.adam.normalizer": "identity", "block.ode.rule.adam.eps": 1e-6,
+          "block.ode.rule.adam.beta1_init": 0.7, "block.ode.m0": "learned", "block.ode.time_input": True}, "static"),
+        ({"block.ode.rule": "nesterov_restart", "block.ode.rule.nesterov_restart.restart_every": 0.3,
+          "block.ode.time_input": True}, "static"),
+        ({"block.ode.rule": "adam", "block.ode.rule.adam.normalizer": "softplus", "block.ode.solver": "rk4",
+          "block.ode.step_size": 0.25}, "sequence"),
+        ({"block.ode.rule": "nesterov_restart", "block.ode.rule.nesterov_restart.restart_every": 0.4,
+          "block.ode.time_input": True}, "sequence"),
+    ]
+    checks = []
+    for i, (config, kind) in enumerate(cases):
+        config = {"block": "ode", "block.ode.hidden_size": 4, "block.ode.rnn_hidden_size": 3, **config}
+        io = ({"input_size": 2, "output_size": 2, "input": "static", "target": "static"} if kind == "static" else
+              {"input_size": 2, "output_size": 2, "input": "sequence", "target": "last", "times": True})
+        torch.manual_seed(i)
+        model = build(config, io["input_size"], io["output_size"], input=io["input"], target=io["target"])
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        directory = write_export(tmp_path / f"case{i}", config, io, model.state_dict(), {"study": "demo", "trial": i})
+        text = (directory / "cell.py").read_text()
+        assert "time_input" in text and ("normalizer" in text or "restart_every" in text)
+        checks.append((directory, model, io))
+    problems, refused = verify_many(checks, dtype=torch.float64)
+    assert refused and problems == [None] * len(cases)

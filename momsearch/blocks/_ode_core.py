@@ -43,18 +43,20 @@ def mlp(size: int, hidden_size: int, depth: int, activation: str, inputs: int | 
 
 
 class TimeInputMLP(nn.Sequential):
-    """The MLP field f(h, t): the time (B, 1) is one more input of the first layer, [h, t] (B, n + 1).
+    """A field f(h, t) made of layers: the time (B, 1) is one more input of the first layer, [h, t] (B, n + 1).
 
-    Its layers are those of :func:`mlp` (same parameter names), with one more input column.
+    :func:`time_mlp` builds it with the layers (and parameter names) of :func:`mlp`.
     """
 
     time_input = True  # the dynamics call it as field(h, t)
 
-    def __init__(self, size: int, hidden_size: int, depth: int, activation: str):
-        super().__init__(*mlp(size, hidden_size, depth, activation, inputs=size + 1))
-
     def forward(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return super().forward(torch.cat((h, t), -1))  # (B, n + 1) -> (B, n)
+
+
+def time_mlp(size: int, hidden_size: int, depth: int, activation: str) -> TimeInputMLP:
+    """:func:`mlp` taking [h, t] (B, size + 1) to (B, size), called as f(h, t)."""
+    return TimeInputMLP(*mlp(size, hidden_size, depth, activation, inputs=size + 1))
 
 
 def restarts_inside(start: float, end: float, every: float) -> list[float]:
@@ -127,8 +129,7 @@ class Flow(nn.Module):
         self.rule, self.solver, self.options = rule, solver, dict(options or {})
         self.rtol, self.atol, self.adjoint, self.seminorm = rtol, atol, adjoint, seminorm
         if field is None:
-            field = (TimeInputMLP(size, hidden_size, depth, activation) if time_input
-                     else mlp(size, hidden_size, depth, activation))
+            field = (time_mlp if time_input else mlp)(size, hidden_size, depth, activation)
         self.dynamics = rule.dynamics(field)
         self.m0_net = None
         if m0 == "learned" and rule.components > 1:

@@ -174,7 +174,8 @@ class Adam(ODERule):
 
     h' = m / (sqrt(n(v)) + eps) ; m' = beta1·(f(h) - m) ; v' = beta2·(f(h)² - v), beta = sigmoid(logit),
     the logits learnable. eps is *outside* the root. The normaliser n bounds the adaptive gain:
-    ``sigmoid`` (the authors' CIFAR run, the default: gain in (1, 1.42]), ``softplus`` (their MNIST class)
+    ``sigmoid`` (the authors' CIFAR run, the default: for v >= 0 the gain 1 / (sqrt(n(v)) + eps) stays
+    in (1 - eps, sqrt(2)], where sqrt(v + eps) would reach 1/sqrt(eps) at v = 0), ``softplus`` (their MNIST class)
     or ``identity`` (plain Adam; v is clamped at 0 inside the root, since a solver stage can undershoot it).
 
     Args:
