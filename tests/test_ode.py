@@ -598,7 +598,7 @@ def test_gradcheck_of_the_new_dynamics(name, float64):
         z = torch.rand(2, rule.components, 3, requires_grad=True) + 0.1  # v > 0
         t = torch.rand(2, 1) * 0.5
 
-        def fn(z, *scalars):
+        def fn(z, *scalars, dynamics=dynamics, names=names, t=t):
             params = dict(zip(names, scalars, strict=True))
             out = torch.func.functional_call(dynamics, params, (t, z))
             return out + dynamics.enter(t, z) + dynamics.leave(t, z)

@@ -33,7 +33,7 @@ JUMP_CELLS = {"tanh": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 
 
 def mlp(size: int, hidden_size: int, depth: int, activation: str, inputs: int | None = None) -> nn.Sequential:
-    """inputs (default size) -> hidden_size -> ... (``depth`` hidden layers) -> size, ``activation`` after each hidden layer."""
+    """inputs (default size) -> hidden_size -> ... (``depth`` hidden layers) -> size, ``activation`` after each."""
     act = ACTIVATIONS[activation]
     layers: list[nn.Module] = [nn.Linear(size if inputs is None else inputs, hidden_size), act()]
     for _ in range(depth - 1):
@@ -178,7 +178,7 @@ class Flow(nn.Module):
 
     def _solve_unscaled(self, y: torch.Tensor, t1: float, every: float) -> torch.Tensor:
         cuts = [0.0, *restarts_inside(0.0, t1, every), t1]
-        for a, b in zip(cuts, cuts[1:]):  # each piece on its own clock [0, b - a]
+        for a, b in zip(cuts, cuts[1:], strict=False):  # each piece on its own clock [0, b - a]
             z = self.dynamics.enter(y.new_zeros(()), y)  # (B, k, n)
             z = self._odeint(self.field(None, None), z, (0.0, b - a))  # (B, k, n)
             y = self.dynamics.leave(y.new_tensor(b - a), z)  # (B, k, n)
@@ -192,7 +192,7 @@ class Flow(nn.Module):
             base[cuts.pop(0)[1]] += every
         z = self.dynamics.enter(start - base, y)  # (B, k, n)
         points = [0.0, *(s for s, _ in cuts), 1.0]
-        for i, (a, b) in enumerate(zip(points, points[1:])):
+        for i, (a, b) in enumerate(zip(points, points[1:], strict=False)):
             z = self._odeint(self.field(start - base, gap), z, (a, b))  # (B, k, n)
             if i < len(cuts):  # re-map the rows whose clock restarts at s = b; the others run on
                 rows = torch.zeros_like(base, dtype=torch.bool)  # (B, 1)
@@ -204,14 +204,15 @@ class Flow(nn.Module):
         return self.dynamics.leave(start + gap - base, z)  # (B, k, n)
 
     @staticmethod
-    def _restart_cuts(starts: list[float], gaps: list[float], every: float, eps: float) -> list[tuple[float, list[int]]]:
+    def _restart_cuts(starts: list[float], gaps: list[float], every: float,
+                      eps: float) -> list[tuple[float, list[int]]]:
         """Where rows' clocks restart inside a normalised solve: sorted (s, rows), s in [0, 1).
 
         Restarts closer than 64·eps (the state dtype's) in s are merged, one on the start point gets s = 0,
         and one that close to s = 1 is left to the next solve, so no piece is too short for the dtype.
         """
         tol = max(64 * eps, 1e-9)
-        found = sorted(((r - a) / g, row) for row, (a, g) in enumerate(zip(starts, gaps)) if g > 0
+        found = sorted(((r - a) / g, row) for row, (a, g) in enumerate(zip(starts, gaps, strict=True)) if g > 0
                        for r in restarts_inside(a, a + g, every))
         cuts: list[tuple[float, list[int]]] = []
         for s, row in found:
