@@ -41,7 +41,7 @@ def nesterov_k(tau):
 def reference_derivative(rule: ode_rules.ODERule, f, t, h, m, v):
     """The published equations, learnable coefficients at their initial values: (dh, dm, dv) of the solver state.
 
-    ``t`` is the clock (time since the last restart). NesterovNODE's solver state is (x, m) (passed as h, m).
+    NesterovNODE's solver state is (x, m) (passed as h, m).
     """
     p = rule.params()
     if rule.name == "plain":
@@ -50,8 +50,10 @@ def reference_derivative(rule: ode_rules.ODERule, f, t, h, m, v):
         return m, -p["gamma_init"] * m + f(h), None
     if rule.name == "generalized_heavy_ball":
         return torch.tanh(m), -p["gamma_init"] * m + f(h) - p["xi_init"] * h, None
-    if rule.name == "nesterov_restart":  # x' = m ; m' = -m + f(x / k(tau)), tau = 1 + t
-        x, tau = h, 1 + t
+    if rule.name == "nesterov_restart":  # x' = m ; m' = -m + f(x / k(tau)), tau = 1 + (t mod R)
+        R = p["restart_every"]
+        # the restart taking effect just after t = R, 2R, ...
+        x, tau = h, 1 + (t - R * torch.clamp(torch.ceil(t / R) - 1, min=0) if R > 0 else t)
         return m, -m + f(x / nesterov_k(tau)[0]), None
     if rule.name == "adam":
         fh, n = f(h), NORMALIZERS[p["normalizer"]]

@@ -289,33 +289,43 @@ def nesterov_k(tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class NesterovDynamics(Dynamics):
-    """dz/dt of NesterovNODE for z = (x, m) of shape (B, 2, n): x' = m ; m' = -m + f(x / k(tau)), tau = 1 + t.
+    """dz/dt of NesterovNODE for z = (x, m) of shape (B, 2, n): x' = m ; m' = -m + f(x / k(tau)), tau = 1 + clock.
 
-    ``t`` is the time since the clock's last restart (the block restarts it every ``restart_every``);
-    a field with ``time_input`` sees tau. The natural state is y = (h, h'), with x = k·h and m = k'·h + k·h'.
+    The clock is t mod R (R = ``restart_every`` > 0; t itself for R = 0), a restart taking effect just after
+    t = R, 2R, ... (t = kR reads R; times up to 1e-4·R past it too, which absorbs rounding at the end of a
+    piece). The block solves piecewise and hands each piece the time since its restart, so the state
+    (x, m), which jumps at a restart, is re-mapped between pieces. A field with ``time_input`` sees tau.
+    The natural state is y = (h, h'), with x = k·h and m = k'·h + k·h'.
     """
 
     def __init__(self, field: nn.Module, restart_every: float):
         super().__init__(field)
         self.restart_every = restart_every
 
+    def tau(self, t: torch.Tensor) -> torch.Tensor:
+        """tau = 1 + clock(t): () or (B, 1)."""
+        R = self.restart_every
+        if R > 0:
+            t = t - R * torch.clamp(torch.ceil(t / R - 1e-4) - 1, min=0)
+        return 1.0 + t
+
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x, m = z.unbind(1)  # (B, n) each
-        tau = 1.0 + t  # () or (B, 1)
+        tau = self.tau(t)  # () or (B, 1)
         k, _ = nesterov_k(tau)
         dm = -m + self.f(x / k, tau)  # (B, n)
         return torch.stack((m, dm), 1)  # (B, 2, n)
 
     def enter(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(h, h') -> (x, m) = (k·h, k'·h + k·h') at tau = 1 + t."""
+        """(h, h') -> (x, m) = (k·h, k'·h + k·h') at tau(t)."""
         h, dh = y.unbind(1)  # (B, n) each
-        k, dk = nesterov_k(1.0 + t)
+        k, dk = nesterov_k(self.tau(t))
         return torch.stack((k * h, dk * h + k * dh), 1)  # (B, 2, n)
 
     def leave(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """(x, m) -> (h, h') = (x / k, (m - k'·h) / k) at tau = 1 + t."""
+        """(x, m) -> (h, h') = (x / k, (m - k'·h) / k) at tau(t)."""
         x, m = z.unbind(1)  # (B, n) each
-        k, dk = nesterov_k(1.0 + t)
+        k, dk = nesterov_k(self.tau(t))
         h = x / k  # (B, n)
         return torch.stack((h, (m - dk * h) / k), 1)  # (B, 2, n)
 
