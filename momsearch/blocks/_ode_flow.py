@@ -81,6 +81,7 @@ class Flow(core.Flow):
                          seminorm, m0, field, time_input)
         self.counter = counter
 
-    def field(self, start: torch.Tensor | None, gap: torch.Tensor | None) -> nn.Module:
+    def field(self, start: torch.Tensor | None, gap: torch.Tensor | None,
+              dynamics: nn.Module | None = None) -> nn.Module:
         """The core's time-scaled field, counted by this flow's :class:`NFECounter`."""
-        return CountedField(self.dynamics, self.counter, start, gap)
+        return CountedField(self.dynamics if dynamics is None else dynamics, self.counter, start, gap)

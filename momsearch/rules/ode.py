@@ -150,7 +150,8 @@ class NesterovRestart(ODERule):
 
     ``restart_every`` R > 0 is momsearch's extension (neither the paper nor its code restarts): the clock
     restarts, tau = 1 + (t mod R), with h and h' continuous across the restart, so x and m are re-mapped
-    there and the block integrates piecewise between restarts (every solver keeps its full order).
+    there and :class:`ODEBlock` integrates piecewise between restarts (every solver keeps its full order).
+    The ODE-RNN, whose rows restart at different times, integrates the second-order form on (h, h') instead.
 
     Args:
         restart_every: R >= 0 time units; R = 0 never restarts (tau = 1 + t, the paper).
@@ -315,6 +316,17 @@ class NesterovDynamics(Dynamics):
         k, _ = nesterov_k(tau)
         dm = -m + self.f(x / k, tau)  # (B, n)
         return torch.stack((m, dm), 1)  # (B, 2, n)
+
+    def natural(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """dy/dt of the same system on y = (h, h') (B, 2, n), the form in which a restart moves nothing:
+
+        h'' = -(3/tau)·h' - (3/(4·tau²) - 1/4)·h + tau^(-3/2)·e^(tau/2)·f(h).
+        """
+        h, dh = y.unbind(1)  # (B, n) each
+        tau = self.tau(t)  # () or (B, 1)
+        k, _ = nesterov_k(tau)
+        ddh = -(3.0 / tau) * dh - (0.75 / tau**2 - 0.25) * h + self.f(h, tau) / k  # (B, n)
+        return torch.stack((dh, ddh), 1)  # (B, 2, n)
 
     def enter(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(h, h') -> (x, m) = (k·h, k'·h + k·h') at tau(t)."""
