@@ -731,3 +731,13 @@ def test_export_round_trip_of_the_new_parameters(tmp_path):
         checks.append((directory, model, io))
     problems, refused = verify_many(checks, dtype=torch.float64)
     assert refused and problems == [None] * len(cases)
+
+
+@pytest.mark.parametrize("normalizer", ["sigmoid", "softplus", "identity"])
+def test_adam_root_has_finite_gradients_where_the_normalizer_underflows(normalizer):
+    """An adjoint backward solve reconstructs v and can overshoot far below 0, where sigmoid(v) is 0."""
+    dynamics = ode_rules.Adam(normalizer=normalizer).dynamics(field_mlp(3).float())
+    z = torch.stack((torch.randn(2, 3), torch.zeros(2, 3), torch.full((2, 3), -1e4)), 1).requires_grad_()
+    dynamics(torch.tensor(0.0), z).sum().backward()
+    assert torch.isfinite(z.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in dynamics.parameters())

@@ -177,7 +177,8 @@ class Adam(ODERule):
     the logits learnable. eps is *outside* the root. The normaliser n bounds the adaptive gain:
     ``sigmoid`` (the authors' CIFAR run, the default: for v >= 0 the gain 1 / (sqrt(n(v)) + eps) stays
     in (1 - eps, sqrt(2)], where sqrt(v + eps) would reach 1/sqrt(eps) at v = 0), ``softplus`` (their MNIST class)
-    or ``identity`` (plain Adam; v is clamped at 0 inside the root, since a solver stage can undershoot it).
+    or ``identity`` (plain Adam; v is floored at the smallest normal number inside the root, since a solver
+    stage can undershoot 0).
 
     Args:
         beta1_init, beta2_init: initial betas in (0, 1); default sigmoid(3) ~ 0.953 (logits 3, the authors').
@@ -342,17 +343,17 @@ class NesterovDynamics(Dynamics):
         return torch.stack((h, (m - dk * h) / k), 1)  # (B, 2, n)
 
 
-NORMALIZERS = {
-    "sigmoid": torch.sigmoid,
-    "softplus": nn.functional.softplus,
-    "identity": lambda v: v.clamp_min(0.0),
-}
+NORMALIZERS = {"sigmoid": torch.sigmoid, "softplus": nn.functional.softplus, "identity": lambda v: v}
 
 
 class AdamDynamics(Dynamics):
     """dz/dt of AdamNODE for z = (h, m, v) of shape (B, 3, n).
 
     h' = m / (sqrt(n(v)) + eps) ; m' = sigmoid(b1)·(f(h) - m) ; v' = sigmoid(b2)·(f(h)² - v).
+
+    n(v) is floored at the dtype's smallest normal number before the root: the values are the authors'
+    wherever n(v) does not underflow, and the root's gradient stays finite where it does (the adjoint's
+    backward reconstruction of v can overshoot far below 0, where sigmoid(v) is exactly 0).
     """
 
     def __init__(self, field: nn.Module, beta1_init: float, beta2_init: float, eps: float,
@@ -365,7 +366,8 @@ class AdamDynamics(Dynamics):
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h, m, v = z.unbind(1)  # (B, n) each
         f = self.f(h, t)  # (B, n)
-        dh = m / (torch.sqrt(NORMALIZERS[self.normalizer](v)) + self.eps)  # (B, n)
+        gain = torch.sqrt(NORMALIZERS[self.normalizer](v).clamp_min(torch.finfo(v.dtype).tiny))  # (B, n)
+        dh = m / (gain + self.eps)  # (B, n)
         dm = torch.sigmoid(self.beta1_logit) * (f - m)  # (B, n)
         dv = torch.sigmoid(self.beta2_logit) * (f * f - v)  # (B, n)
         return torch.stack((dh, dm, dv), 1)  # (B, 3, n)
