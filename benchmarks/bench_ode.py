@@ -112,8 +112,14 @@ def main() -> None:
     generator = torch.Generator().manual_seed(1234)
     data = (circles(1000, generator), circles(1000, generator))
 
-    results = {name: [run(name, seed, args.iters, data, args.activation) for seed in range(args.seeds)]
-               for name in models}
+    results = {}
+    for name in models:
+        results[name] = []
+        for seed in range(args.seeds):
+            results[name].append(run(name, seed, args.iters, data, args.activation))
+            r = results[name][-1]
+            print(f"done {name} seed {seed}: total NFE {r['total']}, test accuracy {r['accuracy']:.3f}, "
+                  f"{r['wall']:.0f} s", flush=True)
 
     windows = range(0, args.iters, WINDOW)
     print(f"nested circles, {args.iters} iterations x {args.seeds} seeds, {args.activation} field, "
