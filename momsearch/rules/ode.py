@@ -9,8 +9,9 @@ f: (B, n) -> (B, n), or f(h, t) when the field module has ``time_input = True`` 
 
 The block carries the *natural* state y = (h, h' or m[, v]) between solves; ``dynamics.enter(t, y)`` and
 ``dynamics.leave(t, z)`` convert it to and from the solver state (the identity except for NesterovNODE,
-whose solver state is (x, m) = (k(tau)·h, x')). ``dynamics.restart_every`` > 0 makes the block solve
-piecewise between restarts, starting each piece at clock 0.
+whose solver state is (x, m) = (k(tau)·h, x')). ``dynamics.restart_every`` > 0 makes the static block
+solve piecewise between restarts, starting each piece at clock 0; the ODE-RNN, whose rows restart at
+different times, integrates ``dynamics.natural(t, y)`` (the same system on y) instead.
 
 Reference fidelity (float64, shared weights): NODE, HBNODE and GHBNODE are the HeavyBallNODE code
 (Xia et al. 2021, ``base.py``) under m = -m_ref, f = -f_ref; AdamNODE is the AdamNODE code (Cho et al.
