@@ -26,7 +26,7 @@ ODE_DYNAMICS = {
     "heavy_ball": (HeavyBallDynamics, 2, ("gamma_init",)),
     "generalized_heavy_ball": (GeneralizedHeavyBallDynamics, 2, ("gamma_init", "xi_init")),
     "nesterov_restart": (NesterovDynamics, 2, ("restart_every",)),
-    "adam": (AdamDynamics, 3, ("beta1_init", "beta2_init", "eps")),
+    "adam": (AdamDynamics, 3, ("beta1_init", "beta2_init", "eps", "normalizer")),
 }
 
 
@@ -40,16 +40,18 @@ class ODERule:
         xi_init: initial restoring coefficient (``generalized_heavy_ball``).
         restart_every: restart period R of Nesterov's clock (0: never restart).
         beta1_init, beta2_init: initial betas (``adam``).
-        eps: added inside the square root (``adam``).
+        eps: added to the square root (``adam``).
+        normalizer: n in h' = m / (sqrt(n(v)) + eps) (``adam``).
     """
 
     name: str = "plain"
-    gamma_init: float = 0.05
-    xi_init: float = 0.5
+    gamma_init: float = 0.04742587317756678  # sigmoid(-3)
+    xi_init: float = 2.1269280110429727  # softplus(2)
     restart_every: float = 1.0
-    beta1_init: float = 0.5
-    beta2_init: float = 0.5
-    eps: float = 1e-6
+    beta1_init: float = 0.9525741268224334  # sigmoid(3)
+    beta2_init: float = 0.9525741268224334
+    eps: float = 1e-8
+    normalizer: str = "sigmoid"
 
     @property
     def components(self) -> int:

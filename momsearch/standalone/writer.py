@@ -77,10 +77,11 @@ def _flow_args(p, rule) -> tuple[list, str]:
     if fixed:
         args.append(_arg("step_size", p["step_size"]))
     args += [_arg(k, p[k]) for k in ("rtol", "atol", "adjoint", "seminorm", "m0")]
+    args.append(_arg("time_input", p.get("time_input", False)))
     options = '{"step_size": step_size}' if fixed else "{}"
     call = (f"rule={_rule_call(rule, 'ODERule')}, hidden_size=hidden_size, depth=depth, "
             f"activation=activation, solver=solver, options={options}, "
-            "rtol=rtol, atol=atol, adjoint=adjoint, seminorm=seminorm, m0=m0")
+            "rtol=rtol, atol=atol, adjoint=adjoint, seminorm=seminorm, m0=m0, time_input=time_input")
     return args, call
 
 
