@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from momsearch.blocks import RNN, _rnn_adam, _rnn_scan
+from momsearch.blocks import RNN, _rnn_adam, _rnn_loops, _rnn_nesterov, _rnn_scan
 from momsearch.blocks.rnn import RNNState
 from momsearch.builder import build_block_model
 from momsearch.catalog.rnn import CELLS
@@ -389,3 +389,42 @@ def test_adam_lstm_gradcheck_through_every_state_and_chunk(monkeypatch, mu):
         return tuple(t for t in out if t is not None)
 
     assert torch.autograd.gradcheck(run, (g, h, c, m, w_hh, b_hh, *([v] if mu else [])))
+
+
+NESTEROV_COEFFS = [0.3, 0.0, 0.6, 0.45, 0.0, 0.0, 0.8]  # restarts inside, a nonzero first and last coefficient
+
+
+def _nesterov_inputs(T, B, H, gen):
+    def rand(*shape):
+        return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).requires_grad_()
+
+    return rand(T, B, 4 * H), rand(B, H), rand(B, H), rand(B, 4 * H), rand(4 * H, H), rand(4 * H)
+
+
+def test_nesterov_lstm_gradcheck_through_every_state():
+    """The whole-layer pre-activation Nesterov LSTM node: gradients of every output (final y included)
+    w.r.t. every input, incoming y included, with restarts (c_t = 0) inside the sequence."""
+    g, h, c, y, w_hh, b_hh = _nesterov_inputs(len(NESTEROV_COEFFS), 2, 2, torch.Generator().manual_seed(0))
+
+    def run(g, h, c, y, w_hh, b_hh):
+        return _rnn_nesterov.nesterov_lstm(g, 0.7, NESTEROV_COEFFS, h, c, y, w_hh, b_hh)
+
+    assert torch.autograd.gradcheck(run, (g, h, c, y, w_hh, b_hh))
+
+
+def test_nesterov_lstm_node_matches_the_step_loop():
+    """The hand-differentiated node against the per-step autograd loop it replaces (float64, T = 70)."""
+    gen = torch.Generator().manual_seed(1)
+    T = 70
+    coeff = [0.0 if t % 9 == 0 else 0.1 + 0.01 * t for t in range(T)]
+    inputs = _nesterov_inputs(T, 3, 5, gen)
+    w_out = torch.rand(T, 3, 5, generator=gen, dtype=torch.float64)
+    results = []
+    for fn in (_rnn_nesterov.nesterov_lstm, lambda g, s, k, h, c, y, w, b: _rnn_loops.recur_nesterov(
+            "lstm", g, s, k, h, c, y, w, b)):
+        out, h, c, y = fn(inputs[0], 0.6, coeff, *inputs[1:])
+        loss = (out * w_out).sum() + h.sum() + 2 * c.sum() + 3 * y.sum()
+        grads = torch.autograd.grad(loss, inputs, materialize_grads=True)  # y0 is unused when c_0 = 0
+        results.append((out, h, c, y, *grads))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)

@@ -37,6 +37,7 @@ from ..errors import ConfigError
 from ._rnn_adam import adam_lstm
 from ._rnn_fused import FUSED_CELLS, kernel, run
 from ._rnn_loops import AdamDrive, recur, recur_nesterov
+from ._rnn_nesterov import nesterov_lstm
 from ._rnn_scan import scan
 
 if TYPE_CHECKING:  # annotations only: the rule is read by attribute, exports embed their own Rule
@@ -263,6 +264,9 @@ class RNN(nn.Module):
             return out, LayerState(h, c, v=xf[-1])
         g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
         if self.path == "preactivation":
+            if cell == "lstm":
+                out, h, c, y = nesterov_lstm(g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
+                return out, LayerState(h, c, y=y)
             out, h, c, y = recur_nesterov(cell, g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
             return out, LayerState(h, c, y=y)
         mu = 0.0 if filt.decay is None else filt.decay
