@@ -428,3 +428,26 @@ def test_nesterov_lstm_node_matches_the_step_loop():
         results.append((out, h, c, y, *grads))
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("node_max", [0, 1 << 24])
+def test_lstm_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max):
+    """Above ``NESTEROV_NODE_MAX`` input-term values the LSTM pre-activation path is the step loop, below it
+    the one-node form: both against the float64 reference, carried state and gradients included."""
+    from momsearch.blocks import _rnn_core
+
+    monkeypatch.setattr(_rnn_core, "NESTEROV_NODE_MAX", node_max)
+    calls = []
+    node = _rnn_core.nesterov_lstm
+    monkeypatch.setattr(_rnn_core, "nesterov_lstm", lambda *a: calls.append(1) or node(*a))
+    torch.manual_seed(3)
+    rnn = RNN(3, 4, cell="lstm", rule=make_rule("nesterov_restart"), num_layers=2, batch_first=True).double()
+    x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
+    out, state = rnn(x[:, :5])
+    out2, _ = rnn(x[:, 5:], state)
+    assert rnn.path == "preactivation" and len(calls) == (4 if node_max else 0)  # 2 layers x 2 calls
+    want = reference(rnn, x)[0]
+    torch.testing.assert_close(torch.cat([out, out2], dim=1), want, atol=1e-12, rtol=0)
+    grad = torch.autograd.grad(torch.cat([out, out2], dim=1).sum(), x)[0]
+    want_grad = torch.autograd.grad(want.sum(), x)[0]
+    torch.testing.assert_close(grad, want_grad, atol=1e-12, rtol=0)

@@ -40,6 +40,10 @@ from ._rnn_loops import AdamDrive, recur, recur_nesterov
 from ._rnn_nesterov import nesterov_lstm
 from ._rnn_scan import scan
 
+# the one-node pre-activation LSTM keeps whole-sequence (T, B, 4H) buffers: above this many input-term values
+# (B64 T784 H128 is 25.7M) their memory traffic costs more than the per-step autograd loop it replaces saves
+NESTEROV_NODE_MAX = 1 << 24
+
 if TYPE_CHECKING:  # annotations only: the rule is read by attribute, exports embed their own Rule
     from ..rules import Rule
 
@@ -264,7 +268,7 @@ class RNN(nn.Module):
             return out, LayerState(h, c, v=xf[-1])
         g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
         if self.path == "preactivation":
-            if cell == "lstm":
+            if cell == "lstm" and g.numel() <= NESTEROV_NODE_MAX:
                 out, h, c, y = nesterov_lstm(g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
                 return out, LayerState(h, c, y=y)
             out, h, c, y = recur_nesterov(cell, g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
