@@ -430,18 +430,36 @@ def test_nesterov_lstm_node_matches_the_step_loop():
         torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
+def test_nesterov_tanh_gradcheck_through_every_state():
+    """The whole-layer pre-activation Nesterov tanh node: every output (final y included) w.r.t. every input."""
+    gen = torch.Generator().manual_seed(4)
+
+    def rand(*shape):
+        return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).requires_grad_()
+
+    T = len(NESTEROV_COEFFS)
+    g, h, y, w_hh, b_hh = rand(T, 2, 3), rand(2, 3), rand(2, 3), rand(3, 3), rand(3)
+
+    def run(g, h, y, w_hh, b_hh):
+        return _rnn_nesterov.nesterov_tanh(g, 0.7, NESTEROV_COEFFS, h, y, w_hh, b_hh)
+
+    assert torch.autograd.gradcheck(run, (g, h, y, w_hh, b_hh))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "tanh"])
 @pytest.mark.parametrize("node_max", [0, 1 << 24])
-def test_lstm_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max):
-    """Above ``NESTEROV_NODE_MAX`` input-term values the LSTM pre-activation path is the step loop, below it
-    the one-node form: both against the float64 reference, carried state and gradients included."""
+def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
+    """Above ``NESTEROV_NODE_MAX`` input-term values the LSTM/tanh pre-activation path is the step loop, below
+    it the one-node form: both against the float64 reference, carried state and gradients included."""
     from momsearch.blocks import _rnn_core
 
     monkeypatch.setattr(_rnn_core, "NESTEROV_NODE_MAX", node_max)
     calls = []
-    node = _rnn_core.nesterov_lstm
-    monkeypatch.setattr(_rnn_core, "nesterov_lstm", lambda *a: calls.append(1) or node(*a))
+    name = f"nesterov_{cell}"
+    node = getattr(_rnn_core, name)
+    monkeypatch.setattr(_rnn_core, name, lambda *a: calls.append(1) or node(*a))
     torch.manual_seed(3)
-    rnn = RNN(3, 4, cell="lstm", rule=make_rule("nesterov_restart"), num_layers=2, batch_first=True).double()
+    rnn = RNN(3, 4, cell=cell, rule=make_rule("nesterov_restart"), num_layers=2, batch_first=True).double()
     x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
     out, state = rnn(x[:, :5])
     out2, _ = rnn(x[:, 5:], state)

@@ -37,10 +37,10 @@ from ..errors import ConfigError
 from ._rnn_adam import adam_lstm
 from ._rnn_fused import FUSED_CELLS, kernel, run
 from ._rnn_loops import AdamDrive, recur, recur_nesterov
-from ._rnn_nesterov import nesterov_lstm
+from ._rnn_nesterov import nesterov_lstm, nesterov_tanh
 from ._rnn_scan import scan
 
-# the one-node pre-activation LSTM keeps whole-sequence (T, B, 4H) buffers: above this many input-term values
+# the one-node pre-activation LSTM and tanh layers keep whole-sequence (T, B, 4H) buffers: above this many input-term values
 # (B64 T784 H128 is 25.7M) their memory traffic costs more than the per-step autograd loop it replaces saves
 NESTEROV_NODE_MAX = 1 << 24
 
@@ -271,6 +271,9 @@ class RNN(nn.Module):
             if cell == "lstm" and g.numel() <= NESTEROV_NODE_MAX:
                 out, h, c, y = nesterov_lstm(g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
                 return out, LayerState(h, c, y=y)
+            if cell == "tanh" and g.numel() <= NESTEROV_NODE_MAX:
+                out, h, y = nesterov_tanh(g, filt.scale, filt.decays(step, T), ls.h, ls.y, w_hh, b_hh)
+                return out, LayerState(h, y=y)
             out, h, c, y = recur_nesterov(cell, g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
             return out, LayerState(h, c, y=y)
         mu = 0.0 if filt.decay is None else filt.decay

@@ -127,3 +127,64 @@ class _NesterovLSTM(torch.autograd.Function):
         d_h0 = d_y_steps[0] @ w_hh  # (B, H)
         d_y0 = dzp[0].view(B, G) * (-coeff[0] / (1.0 + coeff[0]))  # (B, G)
         return d_y_steps * -s, d_h0, dc, d_y0, d_w, d_b, None, None
+
+
+def nesterov_tanh(g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor, y: torch.Tensor,
+                  w_hh: torch.Tensor, b_hh: torch.Tensor):
+    """Run the pre-activation Nesterov tanh cell (h_t = tanh z_t) over a sequence; arguments as for
+    :func:`nesterov_lstm` without the cell state, G = H. Returns ``(out, h, y)``."""
+    return _NesterovTanh.apply(g, h, y, w_hh, b_hh, s, tuple(float(x) for x in coeff))
+
+
+class _NesterovTanh(torch.autograd.Function):
+    """The whole recurrence of one tanh layer; see :func:`nesterov_tanh`."""
+
+    @staticmethod
+    def forward(ctx, g, h0, y0, w_hh, b_hh, s, coeff):
+        T, B, H = g.shape
+        wt = w_hh.t()  # (H, H)
+        base = torch.add(b_hh, g, alpha=-s)  # (T, B, H) b_hh − s·g_t
+        out = g.new_empty(T, B, H)  # (T, B, H)
+        ys = g.new_empty(2, B, H).unbind(0)  # 2 x (B, H) y_t and y_{t-1}, alternating
+        y_prev, h = y0, h0
+        for t, (base_t, out_t, ct) in enumerate(zip(base.unbind(0), out.unbind(0), coeff)):
+            y = torch.addmm(base_t, h, wt, out=ys[t % 2])  # (B, H)
+            h = torch.lerp(y_prev, y, 1.0 + ct, out=out_t) if ct else out_t.copy_(y)  # (B, H) z_t
+            h.tanh_()
+            y_prev = y
+        ctx.save_for_backward(h0, w_hh, out)
+        ctx.hyper = (s, coeff)
+        return out, h.clone(), y_prev.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h, d_y):
+        h0, w_hh, out = ctx.saved_tensors
+        s, coeff = ctx.hyper
+        T, B, H = out.shape
+        one_plus = torch.tensor([1.0 + x for x in coeff], dtype=out.dtype, device=out.device)  # (T,)
+        # (1 + c_t)·tanh'(z_t): then dz'_t = (1 + c_t)·dz_t is one product per step
+        q = torch.addcmul(torch.ones_like(out), out, out, value=-1.0).mul_(one_plus[:, None, None])  # (T, B, H)
+        dzp = torch.empty_like(out)  # (T, B, H)
+        d_y_steps = torch.empty_like(out)  # (T, B, H) adjoint of every y_t
+        dh = out.new_empty(B, H)  # (B, H)
+        ahead = [-coeff[t + 1] / (1.0 + coeff[t + 1]) for t in range(T - 1)] + [0.0]
+        views = zip(d_out.unbind(0), q.unbind(0), dzp.unbind(0), d_y_steps.unbind(0))
+        dzp_next = dy_next = None
+        for t, (d_out_t, q_t, dz_t, dy_t) in reversed(list(enumerate(views))):
+            if dy_next is None:
+                torch.add(d_out_t, d_h, out=dh)  # (B, H)
+            else:
+                torch.addmm(d_out_t, dy_next, w_hh, out=dh)  # (B, H)
+            torch.mul(q_t, dh, out=dz_t)  # (B, H)
+            if dzp_next is None:
+                dy_next = torch.add(dz_t, d_y, out=dy_t)  # (B, H)
+            else:
+                dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t], out=dy_t)  # (B, H)
+            dzp_next = dz_t
+        flat = d_y_steps.view(T * B, H)  # (T·B, H)
+        d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(d_y_steps[0].t(), h0)  # (H, H)
+        d_b = flat.sum(0)  # (H,)
+        d_h0 = d_y_steps[0] @ w_hh  # (B, H)
+        d_y0 = dzp[0] * (-coeff[0] / (1.0 + coeff[0]))  # (B, H)
+        return d_y_steps * -s, d_h0, d_y0, d_w, d_b, None, None
