@@ -449,11 +449,11 @@ def test_nesterov_tanh_gradcheck_through_every_state():
 @pytest.mark.parametrize("cell", ["lstm", "tanh"])
 @pytest.mark.parametrize("node_max", [0, 1 << 24])
 def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
-    """Above ``NESTEROV_NODE_MAX`` input-term values the LSTM/tanh pre-activation path is the step loop, below
+    """Above ``NODE_MAX`` input-term values the LSTM/tanh pre-activation path is the step loop, below
     it the one-node form: both against the float64 reference, carried state and gradients included."""
     from momsearch.blocks import _rnn_core
 
-    monkeypatch.setattr(_rnn_core, "NESTEROV_NODE_MAX", node_max)
+    monkeypatch.setattr(_rnn_core, "NODE_MAX", node_max)
     calls = []
     name = f"nesterov_{cell}"
     node = getattr(_rnn_core, name)
@@ -469,3 +469,46 @@ def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
     grad = torch.autograd.grad(torch.cat([out, out2], dim=1).sum(), x)[0]
     want_grad = torch.autograd.grad(want.sum(), x)[0]
     torch.testing.assert_close(grad, want_grad, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("mu", [0.5, 0.0])
+def test_adam_tanh_gradcheck_through_every_state(mu):
+    """The whole-layer adam tanh node: gradients of every output w.r.t. every input, incoming state included."""
+    gen = torch.Generator().manual_seed(5)
+
+    def rand(*shape, low=-1.0):
+        return (torch.rand(shape, generator=gen, dtype=torch.float64) * (1 - low) + low).requires_grad_()
+
+    g, h, m = rand(6, 2, 3), rand(2, 3), rand(2, 3, low=0.1)
+    v = rand(2, 3) if mu else None
+    w_hh, b_hh = rand(3, 3), rand(3)
+
+    def run(g, h, m, w_hh, b_hh, *v):
+        out = _rnn_adam.adam_tanh(g, h, v[0] if v else None, m, w_hh, b_hh, mu, 0.7, 0.8, 1e-3)
+        return tuple(t for t in out if t is not None)
+
+    assert torch.autograd.gradcheck(run, (g, h, m, w_hh, b_hh, *([v] if mu else [])))
+
+
+@pytest.mark.parametrize("rule_name", ["adam", "rmsprop"])
+@pytest.mark.parametrize("node_max", [0, 1 << 24])
+def test_adam_tanh_both_sides_of_the_node_switch(monkeypatch, node_max, rule_name):
+    """tanh adam/rmsprop: the one-node layer below ``NODE_MAX``, the per-step drive above; both against the
+    float64 reference, across a carried state, gradients included."""
+    from momsearch.blocks import _rnn_core
+
+    monkeypatch.setattr(_rnn_core, "NODE_MAX", node_max)
+    calls = []
+    node = _rnn_core.adam_tanh
+    monkeypatch.setattr(_rnn_core, "adam_tanh", lambda *a: calls.append(1) or node(*a))
+    torch.manual_seed(6)
+    rnn = RNN(3, 4, cell="tanh", rule=make_rule(rule_name), num_layers=2, batch_first=True).double()
+    x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
+    out, state = rnn(x[:, :5])
+    out2, _ = rnn(x[:, 5:], state)
+    assert rnn.path == "normalised" and len(calls) == (4 if node_max else 0)  # 2 layers x 2 calls
+    want = reference(rnn, x)[0]
+    got = torch.cat([out, out2], dim=1)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), x)[0], torch.autograd.grad(want.sum(), x)[0],
+                               atol=1e-12, rtol=0)

@@ -154,3 +154,82 @@ class _AdamLSTM(torch.autograd.Function):
         d_v0 = None if mu == 0.0 else a * (mu / s)  # (B, G)
         d_m0 = q * (-beta / (2.0 * s * s))  # (B, G)
         return d_g, d_h0, dc, d_v0, d_m0, d_w, d_b, None, None, None, None
+
+
+def adam_tanh(g: torch.Tensor, h: torch.Tensor, v: torch.Tensor | None, m: torch.Tensor, w_hh: torch.Tensor,
+              b_hh: torch.Tensor, mu: float, s: float, beta: float, eps: float):
+    """Run the adam-driven tanh cell h_t = tanh(drive_t + W_hh h_{t-1} + b_hh) over a sequence.
+
+    Arguments as for :func:`adam_lstm` without the cell state, G = H. The drive depends on the input only, so
+    it is formed for all steps before the recurrence (its two scans are the only other per-step work) and its
+    adjoint after the reverse sweep; whole-sequence buffers (the block uses this node for small layers).
+
+    Returns:
+        ``(out, h, v, m)``: outputs (T, B, H), final h, final v (None when mu = 0) and m (B, H).
+    """
+    return _AdamTanh.apply(g, h, v, m, w_hh, b_hh, mu, s, beta, eps)
+
+
+class _AdamTanh(torch.autograd.Function):
+    """The whole recurrence of one tanh layer; see :func:`adam_tanh` (the drive as in :class:`_AdamLSTM`)."""
+
+    @staticmethod
+    def forward(ctx, g, h0, v0, m0, w_hh, b_hh, mu, s, beta, eps):
+        T, B, H = g.shape
+        wt = w_hh.t()  # (H, H)
+        u = None if v0 is None else v0 / s  # (B, H) v/s
+        n = m0 / (s * s)  # (B, H) m/s²
+        e, k = eps / (s * s), (1.0 - beta) / (s * s)
+        drive, r = g.new_empty(T, B, H), g.new_empty(T, B, H)  # (T, B, H) each
+        g_steps, drive_steps, r_steps = g.unbind(0), drive.unbind(0), r.unbind(0)
+        for j in range(T):  # the two scans, u into ``drive`` and n into ``r``
+            if u is not None:
+                u = torch.add(g_steps[j], u, alpha=mu, out=drive_steps[j])  # (B, H) u = mu·u + g
+            n = torch.mul(n, beta, out=r_steps[j]).addcmul_(g_steps[j], g_steps[j], value=k)  # (B, H)
+        u = None if u is None else u.clone()  # (B, H)
+        n = n.clone()  # (B, H)
+        r.add_(e).rsqrt_()  # (T, B, H) s/sqrt(m + eps)
+        torch.mul(g if u is None else drive, r, out=drive)  # (T, B, H) the drive
+        out = torch.add(drive, b_hh)  # (T, B, H) drive + b_hh, then each step adds W_hh h and activates
+        h = h0
+        for out_t in out.unbind(0):
+            h = out_t.addmm_(h, wt).tanh_()  # (B, H)
+        ctx.save_for_backward(g, h0, w_hh, out, drive, r)
+        ctx.hyper = (mu, s, beta)
+        v_out = None if u is None else u * s  # (B, H)
+        return out, h.clone(), v_out, n * (s * s)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h, d_v, d_m):
+        g, h0, w_hh, out, drive, r = ctx.saved_tensors
+        mu, s, beta = ctx.hyper
+        T, B, H = g.shape
+        dz = torch.addcmul(torch.ones_like(out), out, out, value=-1.0)  # (T, B, H) tanh' = 1 − h²
+        dh = g.new_empty(B, H)  # (B, H)
+        dz_next = None
+        for d_out_t, dz_t in reversed(list(zip(d_out.unbind(0), dz.unbind(0)))):
+            if dz_next is None:
+                torch.add(d_out_t, d_h, out=dh)  # (B, H)
+            else:
+                torch.addmm(d_out_t, dz_next, w_hh, out=dh)  # (B, H)
+            dz_next = dz_t.mul_(dh)  # (B, H) adjoint of the pre-activation = of the drive
+        x3 = drive * r  # (T, B, H) u·r²
+        w = r * dz  # (T, B, H) r·dz
+        x3.mul_(w)  # (T, B, H) u·r³·dz
+        a = None if mu == 0.0 else d_v * s  # (B, H) adjoint of u_t
+        q = d_m * (-2.0 * s * s)  # (B, H) −2 × the adjoint of n_t
+        w_steps, x3_steps = w.unbind(0), x3.unbind(0)
+        for j in range(T - 1, -1, -1):  # the two adjoint scans, in place
+            last = j == T - 1
+            if a is not None:
+                a = torch.add(w_steps[j], a, alpha=1.0 if last else mu, out=w_steps[j])  # (B, H)
+            q = torch.add(x3_steps[j], q, alpha=1.0 if last else beta, out=x3_steps[j])  # (B, H)
+        d_g = torch.addcmul(w, g, x3, value=-(1.0 - beta) / (s * s))  # (T, B, H)
+        flat = dz.view(T * B, H)  # (T·B, H)
+        d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(dz[0].t(), h0)  # (H, H)
+        d_b = flat.sum(0)  # (H,)
+        d_h0 = dz[0] @ w_hh  # (B, H)
+        d_v0 = None if mu == 0.0 else a * (mu / s)  # (B, H)
+        d_m0 = q * (-beta / (2.0 * s * s))  # (B, H)
+        return d_g, d_h0, d_v0, d_m0, d_w, d_b, None, None, None, None

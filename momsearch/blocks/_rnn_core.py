@@ -34,15 +34,16 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from ..errors import ConfigError
-from ._rnn_adam import adam_lstm
+from ._rnn_adam import adam_lstm, adam_tanh
 from ._rnn_fused import FUSED_CELLS, kernel, run
 from ._rnn_loops import AdamDrive, recur, recur_nesterov
 from ._rnn_nesterov import nesterov_lstm, nesterov_tanh
 from ._rnn_scan import scan
 
-# the one-node pre-activation LSTM and tanh layers keep whole-sequence (T, B, 4H) buffers: above this many input-term values
-# (B64 T784 H128 is 25.7M) their memory traffic costs more than the per-step autograd loop it replaces saves
-NESTEROV_NODE_MAX = 1 << 24
+# the one-node layers (_rnn_nesterov, adam_tanh) keep whole-sequence (T, B, G) buffers: above this many
+# input-term values (the LSTM at B64 T784 H128 has 25.7M) their memory traffic costs more than the per-step
+# autograd loop they replace saves
+NODE_MAX = 1 << 24
 
 if TYPE_CHECKING:  # annotations only: the rule is read by attribute, exports embed their own Rule
     from ..rules import Rule
@@ -268,10 +269,10 @@ class RNN(nn.Module):
             return out, LayerState(h, c, v=xf[-1])
         g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
         if self.path == "preactivation":
-            if cell == "lstm" and g.numel() <= NESTEROV_NODE_MAX:
+            if cell == "lstm" and g.numel() <= NODE_MAX:
                 out, h, c, y = nesterov_lstm(g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
                 return out, LayerState(h, c, y=y)
-            if cell == "tanh" and g.numel() <= NESTEROV_NODE_MAX:
+            if cell == "tanh" and g.numel() <= NODE_MAX:
                 out, h, y = nesterov_tanh(g, filt.scale, filt.decays(step, T), ls.h, ls.y, w_hh, b_hh)
                 return out, LayerState(h, y=y)
             out, h, c, y = recur_nesterov(cell, g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
@@ -281,6 +282,9 @@ class RNN(nn.Module):
         if cell == "lstm":
             out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
             return out, LayerState(h, c, v=v, m=m)
+        if cell == "tanh" and g.numel() <= NODE_MAX:
+            out, h, v, m = adam_tanh(g, ls.h, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
+            return out, LayerState(h, v=v, m=m)
         adam = AdamDrive(mu, filt.scale, norm.beta, norm.eps, ls.v, ls.m)
         out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
         return out, LayerState(h, c, v=adam.v, m=adam.m)
