@@ -142,14 +142,16 @@ def test_sigterm_marks_the_running_trial_and_resume_finishes(tmp_path, monkeypat
     monkeypatch.setenv("MOMSEARCH_TEST_N", "64")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     states = [t.state for t in optuna.load_study(study_name="term", storage=storage).get_trials()]
-    assert states.count(State.COMPLETE) == 1 and State.RUNNING not in states
+    assert states.count(State.COMPLETE) == 2 and State.RUNNING not in states  # the FAIL one is replaced
 
 
-def test_non_finite_loss_fails_the_trial_with_a_reason(tmp_path, monkeypatch):
+def test_non_finite_loss_fails_the_trial_with_a_reason(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     path = write_study(tmp_path, "nan", "{n_trials: 1, max_fail_fraction: 1.0}",
                        task="{module: 'points_task:make', poison: true}")
-    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2  # nothing completed
+    err = capsys.readouterr().err
+    assert "no trial completed" in err and "non-finite" in err and err.count("\n") == 1
     trial = optuna.load_study(study_name="nan", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials[0]
     assert trial.state == State.FAIL
     assert "non-finite" in trial.user_attrs["status_reason"]
@@ -172,7 +174,7 @@ def test_out_of_memory_fails_the_trial_and_the_study_goes_on(tmp_path, monkeypat
     path = write_study(tmp_path, "oom", "{n_trials: 3, pruner: none, max_fail_fraction: 0.5}")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     trials = optuna.load_study(study_name="oom", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials
-    assert [t.state for t in trials] == [State.FAIL, State.COMPLETE, State.COMPLETE]
+    assert [t.state for t in trials] == [State.FAIL, State.COMPLETE, State.COMPLETE, State.COMPLETE]
     assert "out of memory" in trials[0].user_attrs["status_reason"]
 
 
@@ -186,7 +188,7 @@ def test_nfe_budget_overflow_fails_the_trial_with_a_reason(tmp_path):
         train: {epochs: 1, batch_size: 32}
         study: {n_trials: 1, max_fail_fraction: 1.0}
         """))
-    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2  # nothing completed
     trial = optuna.load_study(study_name="nfe", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials[0]
     assert trial.state == State.FAIL
     assert "NFE" in trial.user_attrs["status_reason"] or "nfe" in trial.user_attrs["status_reason"]
