@@ -58,8 +58,8 @@ SEEDED = "{name: RandomSampler, seed: 1}"
 
 def write_study(tmp_path: Path, name: str, study: str = "{n_trials: 3, pruner: none}",
                 objectives: str = "{accuracy: maximize}", train: str = "{epochs: 1, batch_size: 32}",
-                space: str = SPACE, task: str = "{module: 'points_task:make'}") -> Path:
-    (tmp_path / "points_task.py").write_text(POINTS_TASK)
+                space: str = SPACE, task: str = "{module: 'integrity_task:make'}") -> Path:
+    (tmp_path / "integrity_task.py").write_text(POINTS_TASK)
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"name: {name}\ntask: {task}\nobjectives: {objectives}\n{textwrap.dedent(space)}"
                     f"train: {train}\nstudy: {study}\n")
@@ -224,6 +224,22 @@ def test_counted_is_finished_with_a_result_plus_alive():
     assert runs.counted(trials, grid=True) == 4  # a repeated grid point counts once
 
 
+def test_the_storage_count_agrees_with_the_trial_list(tmp_path):
+    storage = optuna.storages.RDBStorage(default_url(tmp_path))
+    study = optuna.create_study(study_name="count", storage=storage)
+    points = [{"c": "a", "x": 1}, {"c": "b", "x": 1}, {"c": "a", "x": 1}, {"c": "a", "x": 2}]
+    for state, point in zip([State.COMPLETE, State.PRUNED, State.COMPLETE, State.FAIL], points, strict=True):
+        study.enqueue_trial(point)
+        trial = study.ask()
+        trial.suggest_categorical("c", ["a", "b"]), trial.suggest_int("x", 0, 3)
+        study.tell(trial, 1.0 if state == State.COMPLETE else None, state=state)
+    study.ask()  # running, no parameters yet
+    study.enqueue_trial({"c": "b", "x": 3})  # waiting
+    for grid, expected in ((False, 5), (True, 4)):
+        assert runs.tally(storage, study._study_id, grid) == (expected, 1)
+        assert runs.counted(study.get_trials(), grid) == expected
+
+
 def test_failed_trials_do_not_use_up_the_budget(tmp_path, monkeypatch):
     from momsearch.model import Model
 
@@ -247,12 +263,12 @@ def test_failed_trials_do_not_use_up_the_budget(tmp_path, monkeypatch):
 def test_a_run_that_completes_nothing_exits_non_zero(tmp_path, monkeypatch, capsys):
     (tmp_path / "broken.py").write_text(textwrap.dedent("""
         from pathlib import Path
-        import points_task
+        import integrity_task
 
         def make(**kw):
             if Path(__file__).with_name("offline").exists():
                 raise RuntimeError("no data today")
-            return points_task.make(**kw)
+            return integrity_task.make(**kw)
         """))
     (tmp_path / "offline").touch()
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -268,6 +284,17 @@ def test_a_run_that_completes_nothing_exits_non_zero(tmp_path, monkeypatch, caps
     assert run_here(path, tmp_path) == 0  # a re-run fills the budget the failures left
     states = [t.state for t in trials_of("broken", default_url(tmp_path / "out"))]
     assert states.count(State.COMPLETE) == 2
+
+
+def test_a_queued_rerun_is_run_even_when_the_target_is_reached(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_study(tmp_path, "queued", "{n_trials: 2, pruner: none}")
+    assert run_here(path, tmp_path, "--n-trials", "1") == 0
+    study = optuna.load_study(study_name="queued", storage=default_url(tmp_path / "out"))
+    study.enqueue_trial(study.trials[0].params)  # what Optuna's retry of a killed worker's trial queues
+    assert run_here(path, tmp_path) == 0
+    assert [t.state for t in study.get_trials()] == [State.COMPLETE, State.COMPLETE]
+    assert study.trials[1].params == study.trials[0].params
 
 
 def test_final_line_names_a_trial_left_running_by_others(tmp_path, monkeypatch, capsys):
@@ -378,13 +405,28 @@ def test_a_killed_worker_has_its_trial_failed_with_the_reason_and_the_others_fin
     assert not [t for t in trials if t.state == State.RUNNING]
 
 
+@pytest.mark.slow
+def test_when_every_worker_dies_the_run_exits_non_zero_saying_so(tmp_path):
+    (tmp_path / "exits.py").write_text("import os\n\ndef make(**kw):\n    os._exit(3)\n")
+    path = write_study(tmp_path, "exits", "{n_trials: 4, pruner: none}", task="{module: 'exits:make'}")
+    proc = spawn(path, tmp_path, "--jobs", "2")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    last = err.strip().splitlines()[-1]
+    assert "no trial completed" in last and "died: exited with code 3" in last, err
+    trials = trials_of("exits", default_url(tmp_path / "out"))
+    assert len(trials) == 2 and all(t.state == State.FAIL for t in trials)
+    assert sorted(t.user_attrs["status_reason"] for t in trials) == [
+        "worker 0 died: exited with code 3", "worker 1 died: exited with code 3"]
+
+
 # ---------------------------------------------------------------- what a trial's value is
 
 
 def test_each_trials_objective_value_is_the_validation_metric(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     path = write_study(tmp_path, "val", "{n_trials: 3, pruner: none}", train="{epochs: 2, batch_size: 32}",
-                       task="{module: 'points_task:make', flip_test: true}")
+                       task="{module: 'integrity_task:make', flip_test: true}")
     assert run_here(path, tmp_path) == 0
     for t in trials_of("val", default_url(tmp_path / "out")):
         best_val = max(epoch["accuracy"] for epoch in t.user_attrs["history"])  # per-epoch validation values

@@ -75,20 +75,39 @@ def _random_run() -> int:
 
 
 def count_toward_target(storage, study_id: int, grid: bool = False) -> int:
-    """How many of the study's trials count toward ``n_trials`` now (see the module docstring).
+    """How many of the study's trials count toward ``n_trials`` now (see the module docstring)."""
+    return tally(storage, study_id, grid)[0]
 
-    On an RDB storage this is one ``COUNT`` query (a worker asks before each trial it starts); on a grid, or
-    another storage, it reads the trial list.
+
+def tally(storage, study_id: int, grid: bool = False) -> tuple[int, int]:
+    """``(trials that count toward n_trials, of them WAITING)``: a worker starts a trial while the first is
+    below the target, or while the second is not 0 (a queued re-run is run even when the target is reached).
+
+    On an RDB storage this reads neither the trials' attributes nor their histories: one grouped ``COUNT``
+    query (a worker asks before each trial it starts; about 100x cheaper than the trial list of a 200-trial
+    study), on a grid the finished trials' parameter rows too. Elsewhere it reads the trial list.
     """
     base = rdb(storage)
-    if grid or base is None:
-        return counted(storage.get_all_trials(study_id, deepcopy=False, states=DONE + ALIVE), grid)
+    if base is None:
+        trials = storage.get_all_trials(study_id, deepcopy=False, states=DONE + ALIVE)
+        return counted(trials, grid), sum(1 for t in trials if t.state == TrialState.WAITING)
     from optuna.storages._rdb import models
 
+    trial, param = models.TrialModel, models.TrialParamModel
     session = base.scoped_session()
     try:
-        return session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
-            models.TrialModel.study_id == study_id, models.TrialModel.state.in_(DONE + ALIVE)).scalar()
+        by_state = dict(session.query(trial.state, sqlalchemy.func.count(trial.trial_id)).filter(
+            trial.study_id == study_id, trial.state.in_(DONE + ALIVE)).group_by(trial.state))
+        alive, waiting = sum(by_state.get(s, 0) for s in ALIVE), by_state.get(TrialState.WAITING, 0)
+        if not grid:
+            return alive + sum(by_state.get(s, 0) for s in DONE), waiting
+        done = {trial_id: [] for (trial_id,) in session.query(trial.trial_id).filter(
+            trial.study_id == study_id, trial.state.in_(DONE))}
+        rows = session.query(param.trial_id, param.param_name, param.param_value).join(trial).filter(
+            trial.study_id == study_id, trial.state.in_(DONE))
+        for trial_id, name, value in rows:
+            done[trial_id].append((name, value))  # the storage's value: a choice's index, a number's value
+        return alive + len({tuple(sorted(points)) for points in done.values()}), waiting
     finally:
         session.close()
 

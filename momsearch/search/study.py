@@ -187,7 +187,8 @@ def worker(study_file, options: RunOptions, index: int, plan: Plan, state: worke
     def may_start() -> bool:  # with the start lock held
         if state.failed.value >= plan.max_failed:
             return False
-        return runs.count_toward_target(storage, study_id, grid) < plan.target
+        count, waiting = runs.tally(storage, study_id, grid)
+        return count < plan.target or waiting > 0  # ask() takes a queued re-run first
 
     def run_trial(trial: optuna.Trial):
         state.trials[index] = trial._trial_id  # the parent fails it if this process dies
@@ -269,7 +270,8 @@ def run(study_file, options: RunOptions) -> optuna.Study:
     target = options.n_trials
     if grid and study_file.space.size() is not None:
         target = min(target, study_file.space.size())  # a grid cannot hold more distinct points
-    remaining = target - runs.count_toward_target(storage, study._study_id, grid)
+    count, waiting = runs.tally(storage, study._study_id, grid)
+    remaining = max(target - count, 0) + waiting  # the queued re-runs (counted already) are run too
     if remaining <= 0:
         return study
     plan = Plan(target=target, max_failed=remaining, run=runs.claim_run(storage, study._study_id))
