@@ -112,6 +112,21 @@ def tally(storage, study_id: int, grid: bool = False) -> tuple[int, int]:
         session.close()
 
 
+def finished_with_result(storage, study_id: int) -> int:
+    """The study's COMPLETE and PRUNED trials (the progress bar polls it): a COUNT query on an RDB storage."""
+    base = rdb(storage)
+    if base is None:
+        return len(storage.get_all_trials(study_id, deepcopy=False, states=DONE))
+    from optuna.storages._rdb import models
+
+    session = base.scoped_session()
+    try:
+        return session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
+            models.TrialModel.study_id == study_id, models.TrialModel.state.in_(DONE)).scalar()
+    finally:
+        session.close()
+
+
 def counted(trials: list, grid: bool = False) -> int:
     """Of a study's trials, those that count toward ``n_trials`` (see the module docstring)."""
     done = [t for t in trials if t.state in DONE]

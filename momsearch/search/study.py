@@ -289,10 +289,7 @@ def run(study_file, options: RunOptions) -> optuna.Study:
         ctx, state = _start_context(storage, jobs)
         procs = [ctx.Process(target=_worker_process, args=(study_file, options, i, plan, state))
                  for i in range(jobs)]
-        for p in procs:
-            p.start()
-        with _Progress(study, remaining, options.progress):  # its polling thread starts after the fork
-            outcome = workers.supervise(procs, state, storage, study._study_id)
+        outcome = workers.supervise(procs, state, storage, progress=_Progress(study, remaining, options.progress))
     if outcome.signal is not None:
         raise KeyboardInterrupt(outcome.signal)
     _check_outcome(study, study_file, plan, state, outcome, grid)
@@ -353,11 +350,10 @@ class _Progress:
 
     def __init__(self, study: optuna.Study, total: int, enabled: bool):
         self.study, self.total, self.enabled = study, total, enabled
-        self.start = self._finished()
-        self.bar = None
+        self.start, self.bar = 0, None  # read on entering: no storage connection before the workers fork
 
     def _finished(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=runs.DONE))
+        return runs.finished_with_result(self.study._storage, self.study._study_id)
 
     def poll(self) -> None:
         if self.bar is not None:
@@ -367,6 +363,7 @@ class _Progress:
 
     def __enter__(self):
         if self.enabled:
+            self.start = self._finished()
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=self.total, desc=f"study {self.study.study_name}", unit="trial")

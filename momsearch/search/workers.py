@@ -9,6 +9,7 @@ other workers go on with the budget.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import multiprocessing.connection
@@ -110,48 +111,55 @@ class Outcome:
     signal: str | None = None
 
 
-def supervise(procs: list, state: RunState, storage, study_id: int) -> Outcome:
-    """Wait for the workers; pass SIGTERM/SIGINT on to them; fail the trial of any worker that dies.
+def supervise(procs: list, state: RunState, storage, progress=None) -> Outcome:
+    """Start the workers, wait for them; pass SIGTERM/SIGINT on to them; fail the trial of any worker that dies.
 
     Args:
-        procs: the started ``multiprocessing`` processes, worker ``i`` at index ``i``.
+        procs: the ``multiprocessing`` processes (not started yet), worker ``i`` at index ``i``.
         state: the run's shared state.
         storage: the study's storage (to mark a dead worker's trial FAIL).
-        study_id: the study's id in it.
+        progress: a context manager to hold while the workers run, entered once they are started (a progress
+            bar whose polling thread must not exist when the workers fork).
 
     Returns:
         An :class:`Outcome`.
     """
-    outcome = Outcome()
-    received: list[int] = []
+    outcome, received = Outcome(), []
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS}
-    alive = dict(enumerate(procs))
-    kill_at = None
     try:
-        while alive:
-            multiprocessing.connection.wait([p.sentinel for p in alive.values()], timeout=0.2)
-            for index, proc in list(alive.items()):
-                if proc.exitcode is None:
-                    continue
-                del alive[index]
-                line = _ended(index, proc.exitcode, state, storage, stopping=outcome.signal is not None)
-                if line:
-                    outcome.died.append(line)
-                    print(f"momsearch run: {line}" + ("; the other workers go on" if alive else ""),
-                          file=sys.stderr, flush=True)
-            if received and outcome.signal is None:
-                outcome.signal = signal.Signals(received[0]).name
-                kill_at = time.monotonic() + STOP_SECONDS
-                for proc in alive.values():
-                    _signal(proc, signal.SIGTERM)
-            if kill_at is not None and time.monotonic() > kill_at:
-                for proc in alive.values():
-                    _signal(proc, signal.SIGKILL)
-                kill_at = None
+        for proc in procs:  # after the handlers: a signal from now on reaches every worker
+            proc.start()
+        with progress or contextlib.nullcontext():
+            _watch(procs, state, storage, received, outcome)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return outcome
+
+
+def _watch(procs: list, state: RunState, storage, received: list, outcome: Outcome) -> None:
+    """Until every worker has exited: report and clean up after each that ends, forward a stop signal."""
+    alive, kill_at = dict(enumerate(procs)), None
+    while alive:
+        multiprocessing.connection.wait([p.sentinel for p in alive.values()], timeout=0.2)
+        for index, proc in list(alive.items()):
+            if proc.exitcode is None:
+                continue
+            del alive[index]
+            line = _ended(index, proc.exitcode, state, storage, stopping=outcome.signal is not None)
+            if line:
+                outcome.died.append(line)
+                print(f"momsearch run: {line}" + ("; the other workers go on" if alive else ""),
+                      file=sys.stderr, flush=True)
+        if received and outcome.signal is None:
+            outcome.signal = signal.Signals(received[0]).name
+            kill_at = time.monotonic() + STOP_SECONDS
+            for proc in alive.values():
+                _signal(proc, signal.SIGTERM)
+        if kill_at is not None and time.monotonic() > kill_at:
+            for proc in alive.values():
+                _signal(proc, signal.SIGKILL)
+            kill_at = None
 
 
 def _signal(proc, sig) -> None:
