@@ -16,6 +16,7 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -71,7 +72,15 @@ def install_worker_signals() -> dict:
             signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    return {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    return _set_handlers(interrupt)
+
+
+def _set_handlers(handler) -> dict:
+    """Set ``handler`` for SIGINT and SIGTERM; only the main thread may (a run started from another thread
+    keeps the process's handlers). Returns the previous ones."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
 
 
 def restore_signals(previous: dict) -> None:
@@ -125,7 +134,7 @@ def supervise(procs: list, state: RunState, storage, progress=None) -> Outcome:
         An :class:`Outcome`.
     """
     outcome, received = Outcome(), []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS}
+    previous = _set_handlers(lambda signum, frame: received.append(signum))
     try:
         for proc in procs:  # after the handlers: a signal from now on reaches every worker
             proc.start()
