@@ -276,7 +276,7 @@ def test_a_run_that_completes_nothing_exits_non_zero(tmp_path, monkeypatch, caps
                        task="{module: 'broken:make'}")
     assert run_here(path, tmp_path) == 2
     err = capsys.readouterr().err
-    assert "no trial completed" in err and "no data today" in err and err.count("\n") == 1
+    assert "no trial completed" in err and "(2x): RuntimeError: no data today" in err and err.count("\n") == 1
     states = [t.state for t in trials_of("broken", default_url(tmp_path / "out"))]
     assert states == [State.FAIL, State.FAIL]  # failures are bounded even with max_fail_fraction: 1
 

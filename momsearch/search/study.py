@@ -147,11 +147,13 @@ class Plan:
             stop aside, this bounds a run whose every trial fails, e.g. with ``max_fail_fraction: 1``).
         run: the run's number (``runs.claim_run``); with the worker index and the user's seed it makes the
             worker's sampler seed.
+        first: the number the run's first new trial gets at the earliest (its failures are reported).
     """
 
     target: int
     max_failed: int
     run: int
+    first: int = 0
 
 
 def worker(study_file, options: RunOptions, index: int, plan: Plan, state: workers.RunState) -> None:
@@ -274,7 +276,8 @@ def run(study_file, options: RunOptions) -> optuna.Study:
     remaining = max(target - count, 0) + waiting  # the queued re-runs (counted already) are run too
     if remaining <= 0:
         return study
-    plan = Plan(target=target, max_failed=remaining, run=runs.claim_run(storage, study._study_id))
+    plan = Plan(target=target, max_failed=remaining, run=runs.claim_run(storage, study._study_id),
+                first=len(study.get_trials(deepcopy=False)))
     jobs = min(options.jobs, remaining)
     if jobs == 1:
         state = workers.RunState(multiprocessing, 1)
@@ -303,8 +306,8 @@ def _check_outcome(study, study_file, plan: Plan, state: workers.RunState, outco
     trials = study.get_trials(deepcopy=False)
     check_failures(trials, study_file.study["max_fail_fraction"])
     died = "; ".join(outcome.died)
-    if state.completed.value == 0:
-        failed = [t for t in trials if t.state == TrialState.FAIL]
+    if state.completed.value == 0 and (state.failed.value or died):
+        failed = [t for t in trials if t.state == TrialState.FAIL and t.number >= plan.first]
         why = f"{died}; " if died else ""
         reason = f"; most common reason {top_reason(failed)}" if failed else ""
         raise StudyError(f"no trial completed in this run: {why}{state.failed.value} failed{reason}")
