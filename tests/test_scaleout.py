@@ -98,12 +98,18 @@ def test_three_workers_on_postgres_finish_exactly_thirty(tmp_path, postgres_url)
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_killed_worker_trial_fails_and_is_retried_once(tmp_path, postgres_url, monkeypatch):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_killed_worker_trial_fails_and_is_retried_once(tmp_path, monkeypatch, request, backend):
+    """Heartbeats are an RDB feature: SQLite has them too, so this runs where PostgreSQL is absent."""
+    if backend == "postgres":
+        url = request.getfixturevalue("url")
+    else:
+        (tmp_path / "db").mkdir()
+        url = f"sqlite:///{tmp_path / 'db' / 'study.db'}"
     study_section = "{n_trials: 3, pruner: none, heartbeat_interval: 1, grace_period: 2}"
     path = write_study(tmp_path, "kill", study_section)
-    proc = spawn_run(path, tmp_path, "--storage", postgres_url, n=400_000)
-    wait_for_running(postgres_url, "kill", proc)
+    proc = spawn_run(path, tmp_path, "--storage", url, n=400_000)
+    wait_for_running(url, "kill", proc)
     time.sleep(1.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -111,8 +117,8 @@ def test_killed_worker_trial_fails_and_is_retried_once(tmp_path, postgres_url, m
 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("MOMSEARCH_TEST_N", "64")
-    assert main(["run", str(path), "--storage", postgres_url, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
-    trials = optuna.load_study(study_name="kill", storage=postgres_url).get_trials()
+    assert main(["run", str(path), "--storage", url, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    trials = optuna.load_study(study_name="kill", storage=url).get_trials()
     killed = trials[0]
     assert killed.state == State.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
