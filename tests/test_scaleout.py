@@ -102,7 +102,7 @@ def test_three_workers_on_postgres_finish_exactly_thirty(tmp_path, postgres_url)
 def test_killed_worker_trial_fails_and_is_retried_once(tmp_path, monkeypatch, request, backend):
     """Heartbeats are an RDB feature: SQLite has them too, so this runs where PostgreSQL is absent."""
     if backend == "postgres":
-        url = request.getfixturevalue("url")
+        url = request.getfixturevalue("postgres_url")
     else:
         (tmp_path / "db").mkdir()
         url = f"sqlite:///{tmp_path / 'db' / 'study.db'}"
