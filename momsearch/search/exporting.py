@@ -19,7 +19,8 @@ from ..builder import build
 from ..errors import ExportError, StudyError
 from ..standalone import verify_many, write_export
 from ..standalone.pt2 import export_pt2
-from .lookup import artifact_dir, open_study
+from .lookup import artifact_dir, default_out, open_study
+from .records import Records
 from .results import best_trials
 
 FORMATS = ("py", "pt2")
@@ -38,7 +39,8 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
         pareto: export the K best Pareto-optimal trials instead (single objective: the K best trials),
             each into ``out/trial_<number>/``.
         storage: Optuna storage URL when ``study`` is a file or name.
-        runs: the study's output directory (default ``runs/<study name>/``) when ``study`` is a file or name.
+        runs: the study's output directory (default ``runs/<study name>/``); its ``artifacts/`` holds the weights
+            when the directory recorded in the study does not exist (a study copied or moved elsewhere).
         force: replace a non-empty ``out``.
         format: ``py``, or ``pt2`` to also write ``cell.pt2`` (``torch.export``, fixed sequence length).
 
@@ -56,8 +58,8 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise ExportError(f"out={str(out)!r}: exists and is not empty (pass --force to replace it)")
-    if isinstance(study, optuna.Study):
-        artifacts = Path(study.user_attrs.get("artifact_dir", ""))
+    if isinstance(study, optuna.Study):  # e.g. a copied study: its recorded directory, else <runs>/artifacts
+        artifacts = artifact_dir(study, Path(runs) if runs else default_out(study.study_name))
     else:
         study, runs_dir = open_study(str(study), storage, runs)
         artifacts = artifact_dir(study, runs_dir)
@@ -68,7 +70,8 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     try:
         dirs = [tmp] if pareto is None else [tmp / f"trial_{t.number}" for t in chosen]
         io = study.user_attrs.get("io")  # one storage read for every chosen trial
-        checks = [_write(study, t, io, d, store, format) for t, d in zip(chosen, dirs, strict=True)]
+        records = Records(store)
+        checks = [_write(study, t, io, records.config(t), d, store, format) for t, d in zip(chosen, dirs, strict=True)]
         problems, refused = verify_many(checks)
         if not refused:
             raise ExportError("round-trip check: momsearch could still be imported in the isolated interpreter")
@@ -110,14 +113,15 @@ def _numbers(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
     return ", ".join(str(t.number) for t in trials) or "none"
 
 
-def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None, directory: Path, store,
-           format: str):
+def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None, config: dict | None,
+           directory: Path, store, format: str):
     """Download the trial's weights, rebuild the searched model, write the export; returns a check triple.
 
-    ``io`` is the study's recorded task input/output (None if the study has none).
+    ``io`` is the study's recorded task input/output and ``config`` the trial's recorded configuration (None
+    where there is none).
     """
     attrs = trial.user_attrs
-    if "config" not in attrs or io is None:
+    if config is None or io is None:
         raise ExportError(f"trial {trial.number}: no recorded configuration/io (a study from an older momsearch?)")
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "weights.pt"
@@ -128,14 +132,14 @@ def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None
         raise ExportError(f"trial {trial.number}: cannot read its weights artifact "
                           f"{attrs['weights_artifact']!r} ({type(exc).__name__}: {exc})") from None
     state_dict = torch.load(weights, map_location="cpu", weights_only=True)
-    model = build(attrs["config"], io["input_size"], io["output_size"], input=io["input"], target=io["target"])
+    model = build(config, io["input_size"], io["output_size"], input=io["input"], target=io["target"])
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         raise ExportError(f"trial {trial.number}: stored weights do not fit its configuration ({exc})") from None
     info = {"study": study.study_name, "trial": trial.number, "values": list(trial.values),
             "objectives": study.metric_names, "seed": attrs.get("seed"), "metrics": dict(attrs)}
-    write_export(directory, attrs["config"], io, state_dict, info)
+    write_export(directory, config, io, state_dict, info)
     if format == "pt2":
         export_pt2(directory, model, io)
     return directory, model, io
