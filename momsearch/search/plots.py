@@ -56,6 +56,13 @@ def plot_by_rule(views: list[TrialView], labels: list[str], objectives: dict[str
                 face = colors[label] if state == "done" else "none"
                 ax.scatter(xs, ys, s=36, marker=marker, facecolors=face, edgecolors=colors[label], linewidths=1.4,
                            zorder=3)
+                if state == "pruned":  # its value is from an earlier epoch than a completed trial's: say which
+                    epochs = [v.attrs.get("epochs") for v in views if v.label == label and v.state == state
+                              and v.values[name] is not None]
+                    for x, y, epoch in zip(xs, ys, epochs, strict=True):
+                        if epoch:
+                            ax.annotate(f"ep {epoch}", (x, y), textcoords="offset points", xytext=(5, -3),
+                                        fontsize=6, color="0.4")
         ticks = []
         for label in labels:
             n_done = sum(v.label == label and v.state == "done" for v in views)
@@ -68,7 +75,7 @@ def plot_by_rule(views: list[TrialView], labels: list[str], objectives: dict[str
         ax.grid(axis="y", alpha=0.3)
         ax.scatter([], [], s=36, color="0.3", label="completed (best epoch)")
         ax.scatter([], [], s=36, facecolors="none", edgecolors="0.3", linewidths=1.4,
-                   label="pruned (its last epoch)")
+                   label="pruned (value at the epoch it was stopped)")
         ax.legend(fontsize=8, loc="best")
     figure.suptitle(f"{', '.join(objectives)} per rule (box: completed trials)", fontsize=11)
     figure.tight_layout()
@@ -142,11 +149,13 @@ def plot_curves(views: list[TrialView], labels: list[str], path: Path, maximize:
         width = 1.6 if view.state == "done" else 1.2
         ax.plot(epochs, values, linestyle=style, color=colors[view.label], linewidth=width, alpha=0.9,
                 marker="o" if len(epochs) == 1 else None, markersize=4)
+        if view.state != "done":  # where it was stopped
+            ax.plot(epochs[-1:], values[-1:], marker="x", color=colors[view.label], markersize=5, linestyle="")
     for label in labels:
         n = sum(v.label == label and bool(v.history) for v in views)
         ax.plot([], [], color=colors[label], label=f"{label} ({n} trials)")
     ax.plot([], [], color="0.3", linestyle="-", label="completed")
-    ax.plot([], [], color="0.3", linestyle=":", label="pruned")
+    ax.plot([], [], color="0.3", linestyle=":", marker="x", markersize=5, label="pruned (x: stopped)")
     if any(v.state == "failed" and v.history for v in views):
         ax.plot([], [], color="0.3", linestyle="-.", label="failed")
     ax.set_xlabel("epoch")

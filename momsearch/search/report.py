@@ -102,8 +102,14 @@ def write_optuna_plots(study: optuna.Study, out: Path, with_importances: list[in
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # optuna marks the matplotlib backend experimental
-                plotly_fn(study, **kwargs).write_html(str(out / f"{name}.html"), include_plotlyjs=PLOTLY_JS)
+                title = _title(study, name)
+                figure = plotly_fn(study, **kwargs)
+                if title:
+                    figure.update_layout(title=title)
+                figure.write_html(str(out / f"{name}.html"), include_plotlyjs=PLOTLY_JS)
                 ax = mpl_fn(study, **kwargs)
+                if title and hasattr(ax, "set_title"):
+                    ax.set_title(title)
                 figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
                 figure.savefig(out / f"{name}.png", dpi=plots.DPI, bbox_inches="tight")
                 plt.close(figure)
@@ -111,6 +117,14 @@ def write_optuna_plots(study: optuna.Study, out: Path, with_importances: list[in
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. no completed trial
             skipped.append(f"{name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     return written, skipped
+
+
+def _title(study: optuna.Study, name: str) -> str | None:
+    """The importance plots' title names the method and the trials it used."""
+    if not name.startswith("importances"):
+        return None
+    n = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    return f"Parameter importances: fANOVA over {n} completed trials"
 
 
 def write_report(study: optuna.Study, out: Path, records: Records | None = None) -> Path:
@@ -134,7 +148,8 @@ def write_report(study: optuna.Study, out: Path, records: Records | None = None)
         path.write_text("\n".join(lines + ["No finished trial yet."]) + "\n")
         return path
 
-    lines += ["## Per update rule: which rule wins", "", _markdown(rule_table(study, views=views)), "", *_table_notes(views, names), ""]
+    lines += ["## Per update rule: which rule wins", "", _markdown(rule_table(study, views=views)), "",
+              *_table_notes(views, names), ""]
     plots.plot_by_rule(views, labels, maximize, out / "by_rule.png")
     lines += ["![by rule](by_rule.png)", ""]
 
