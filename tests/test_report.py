@@ -95,7 +95,7 @@ def test_pruned_trials_record_metrics_cost_and_reason(ruled):
             continue
         epoch = 2 if rule_of(t) == "heavy_ball" else 3
         attrs = t.user_attrs
-        assert attrs["status_reason"].startswith(f"pruned at epoch {epoch} by RulePruner")
+        assert attrs["status_reason"] == f"pruned at epoch {epoch} by RulePruner"
         assert attrs["epochs"] == epoch
         for key in ("device_seconds", "wall_seconds", "params", "peak_memory_mb"):
             assert attrs[key] > 0, key

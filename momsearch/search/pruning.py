@@ -45,8 +45,7 @@ def make_callback(trial: optuna.Trial, study_file,
         def report(epoch: int, metrics: dict) -> None:
             trial.report(float(metrics[metric]), step=epoch)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} by {type(trial.study.pruner).__name__} "
-                                         f"({metric}={metrics[metric]:.4g})")
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} by {type(trial.study.pruner).__name__}")
 
         return report
     metric = study_file.study.get("prune_on") or objectives[0]
@@ -75,9 +74,7 @@ class MedianRule:
                  if h.get("epoch") == epoch and h.get(self.metric) is not None]
         if not peers:
             return
-        median, value = statistics.median(peers), metrics[self.metric]
+        median, value = statistics.median(peers), metrics[self.metric]  # the value is recorded with the trial
         worse = value < median if self.direction == "maximize" else value > median
         if worse:
-            raise optuna.TrialPruned(
-                f"pruned at epoch {epoch} by the median rule: {self.metric}={value:.4g} worse than the median "
-                f"{median:.4g} of {len(peers)} completed trials")
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} by the median rule on {self.metric}")

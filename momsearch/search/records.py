@@ -34,7 +34,7 @@ RECORD_ATTR = "record_artifact"
 def write_record(store, trial: optuna.Trial, config: dict[str, Any], history: list[dict]) -> str:
     """Write the trial's record into ``store`` and its id into the ``record_artifact`` user attribute; return
     the id."""
-    artifact_id = f"record-{uuid.uuid4()}.json"
+    artifact_id = f"record_{uuid.uuid4().hex}.json"  # no hyphen: a table cell does not wrap it over lines
     body = json.dumps({"trial": trial.number, "config": config, "history": history}, sort_keys=False)
     store.write(artifact_id, io.BytesIO(body.encode()))
     trial.set_user_attr(RECORD_ATTR, artifact_id)
