@@ -10,10 +10,16 @@ from __future__ import annotations
 import functools
 import json
 import re
+import socket
 import statistics
+import subprocess
+import sys
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
+import browser
 import optuna
 import pandas as pd
 import pytest
@@ -242,3 +248,83 @@ def test_importances_use_fanova_and_need_enough_trials():
     values, sentence = importances(study)
     assert "fANOVA" in sentence and "20 trials" in sentence
     assert values["block.rnn.rule"] > 0.8 > values["train.lr"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def dashboard(ruled):
+    """optuna-dashboard on the tiny study (loopback, a free port); yields its base URL."""
+    pytest.importorskip("optuna_dashboard")
+    command = Path(sys.executable).with_name("optuna-dashboard")
+    if browser.chromium() is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    _, _, out = ruled
+    port = free_port()
+    proc = subprocess.Popen([str(command), f"sqlite:///{out / 'study.db'}",
+                             "--artifact-dir", str(out / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/meta", timeout=2).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "optuna-dashboard did not start"
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+ROW_HEIGHTS = "JSON.stringify([...document.querySelectorAll('tbody tr')].map(r => r.getBoundingClientRect().height))"
+
+
+@pytest.mark.slow
+def test_dashboard_table_shows_ten_rows_per_screen_and_trial_pages_fit(ruled, dashboard):
+    study, _, _ = ruled
+    with urllib.request.urlopen(f"{dashboard}/api/studies", timeout=30) as answer:
+        [sid] = [s["study_id"] for s in json.load(answer)["study_summaries"] if s["study_name"] == "rules"]
+    with browser.Browser(1400, 1000) as page:
+        page.open(f"{dashboard}/dashboard/studies/{sid}/smartSelection")  # the trials table
+        assert page.wait("document.querySelectorAll('tbody tr').length >= 6"), "no trials table"
+        heights = json.loads(page.eval(ROW_HEIGHTS))
+        assert len(heights) == 6
+        # 10+ rows per screen; no row over three lines of text (a JSON attribute made rows ~1,200 px tall)
+        assert page.eval("innerHeight") / statistics.mean(heights) >= 10 and max(heights) <= 100, heights
+        for t in study.get_trials():
+            page.open(f"{dashboard}/dashboard/studies/{sid}/trials?numbers={t.number}")
+            assert page.wait("document.body.innerText.includes('User Attributes')"), t.number
+            width = page.eval("document.documentElement.scrollWidth")
+            assert width <= page.eval("innerWidth"), (t.number, width)  # no horizontal scrolling
+
+
+@pytest.mark.slow
+def test_multi_objective_report_with_ode_blocks(tmp_path):
+    """accuracy vs nfe_total: every rule in by_rule (one panel per objective), cost plots against device seconds
+    and function evaluations, a Pareto front table, importances left out with a sentence."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "nfe_total"])
+    rows = [("ode/plain", COMPLETE, 0.90, 900), ("ode/plain", COMPLETE, 0.95, 1200), ("ode/heavy_ball", COMPLETE,
+            0.93, 700), ("ode/heavy_ball", PRUNED, 0.40, 150), ("ode/adam", PRUNED, 0.30, 400)]
+    for rule, state, acc, nfe in rows:
+        history = [{"epoch": 1, "accuracy": acc - 0.1, "loss": 1.0}, {"epoch": 2, "accuracy": acc, "loss": 0.5}]
+        attrs = {"rule": rule, "accuracy": acc, "nfe_total": nfe, "device_seconds": nfe / 100, "epochs": 2,
+                 "history": history, "config": {"block": "ode", "block.ode.rule": rule.split("/")[1]}}
+        study.add_trial(optuna.trial.create_trial(state=state, values=[acc, nfe] if state == COMPLETE else None,
+                                                  user_attrs=attrs))
+    summary = write_report(study, tmp_path).read_text()
+    for name in ("by_rule.png", "cost_vs_accuracy.png", "curves_by_rule.png", "pareto.png"):
+        assert (tmp_path / name).stat().st_size > 5000, name
+    assert not (tmp_path / "cost_vs_nfe_total.png").exists()  # a cost itself
+    assert "| adam | 1 | 0 | 1 | 0 | - | - | - | - | 4 | 2 | 400 | - | - |" in summary
+    assert "| total | 5 | 3 | 2 | 0 | - | - | - | - | 33.5 | 10 | 3350 | - | - |" in summary
+    assert "## Pareto front" in summary and "Importances of `nfe_total` left out" in summary
+    assert "(a rule's own" not in summary

@@ -41,7 +41,7 @@ def test_run_records_metrics_and_weights_then_resumes(tmp_path, capsys):
     records = Records(optuna.artifacts.FileSystemArtifactStore(str(tmp_path / "out" / "artifacts")))
     for t in trials:
         for key in ("accuracy", "loss", "test_accuracy", "device_seconds", "wall_seconds", "params",
-                    "peak_memory_mb", "seed", "rule", "record_artifact", "weights_artifact"):
+                    "peak_memory_mb", "seed", "rule", "record_artifact"):
             assert key in t.user_attrs, key
         assert t.user_attrs["device_seconds"] > 0
         assert records.config(t)["block"] == "rnn" and t.user_attrs["rule"] == f"rnn/{t.params['block.rnn.rule']}"
@@ -49,6 +49,7 @@ def test_run_records_metrics_and_weights_then_resumes(tmp_path, capsys):
         assert max(len(json.dumps(v)) for v in t.user_attrs.values()) < 200  # short enough for a table cell
         metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
         assert [m.filename for m in metas] == ["weights.pt"]
+        assert [m.artifact_id for m in metas] == [records.weights(t)]
     seeds = {t.user_attrs["seed"] for t in trials}
     assert len(seeds) == 3
     assert "best trial" in capsys.readouterr().out

@@ -96,18 +96,23 @@ class Objective:
             raise
         except Exception as exc:  # a user task or a configuration can fail in any way: record, go on
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self._record(trial, run)
+            self._set_metrics(trial, run)
+            self._write_record(trial, run)
             trial.set_user_attr("status_reason", reason)
             raise TrialFailed(reason) from exc
-        self._record(trial, run)
-        if result.status == "stopped":  # pruned: its metrics and cost up to the pruning point are recorded
-            trial.set_user_attr("status_reason", result.reason)
-            raise optuna.TrialPruned(result.reason)
-        if result.status != "complete":
-            trial.set_user_attr("status_reason", result.reason)
-            raise TrialFailed(result.reason)
-        values = objective_values(result.metrics, self.study_file.objectives, has_nfe)
-        self._upload_weights(trial, result.state_dict)
+        self._set_metrics(trial, run)
+        weights = None
+        try:
+            if result.status == "stopped":  # pruned: its metrics and cost up to the pruning point are recorded
+                trial.set_user_attr("status_reason", result.reason)
+                raise optuna.TrialPruned(result.reason)
+            if result.status != "complete":
+                trial.set_user_attr("status_reason", result.reason)
+                raise TrialFailed(result.reason)
+            values = objective_values(result.metrics, self.study_file.objectives, has_nfe)
+            weights = self._upload_weights(trial, result.state_dict)
+        finally:
+            self._write_record(trial, run, weights)
         return values[0] if len(values) == 1 else values
 
     def _train(self, trial: optuna.Trial, run: dict[str, Any]):
@@ -132,26 +137,30 @@ class Objective:
         run["result"] = result
         return result, has_nfe
 
-    def _record(self, trial: optuna.Trial, run: dict[str, Any]) -> None:
-        """Scalar metrics as user attributes; configuration and history as the trial's record artifact."""
+    def _set_metrics(self, trial: optuna.Trial, run: dict[str, Any]) -> None:
+        """Scalar metrics as user attributes (of a run that failed before training: what is known, its size)."""
         result = run.get("result")
-        if result is not None:
-            metrics, history = result.metrics, result.history
-        else:  # failed before or while training: what is known of the model
-            metrics, history = {k: run[k] for k in ("params",) if k in run}, []
+        metrics = result.metrics if result is not None else {k: run[k] for k in ("params",) if k in run}
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        if "config" in run:
-            write_record(self.artifact_store, trial, run["config"], history)
 
-    def _upload_weights(self, trial: optuna.Trial, state_dict: Mapping[str, torch.Tensor]) -> None:
+    def _write_record(self, trial: optuna.Trial, run: dict[str, Any], weights: str | None = None) -> None:
+        """Configuration, history and weights id as the trial's record (when the configuration is known)."""
+        if "config" in run:
+            result = run.get("result")
+            write_record(self.artifact_store, trial, run["config"], result.history if result is not None else [],
+                         weights)
+
+    def _upload_weights(self, trial: optuna.Trial, state_dict: Mapping[str, torch.Tensor]) -> str:
+        """Upload the weights as an Optuna artifact of the trial; return its id (kept in the trial's record: a
+        hyphenated uuid in a user attribute wraps over four lines of a dashboard table row)."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "weights.pt"
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path)
             artifact_id = optuna.artifacts.upload_artifact(
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial,
                 mimetype="application/octet-stream")  # a guess from ".pt" says "SNES page table"
-        trial.set_user_attr("weights_artifact", artifact_id)
+        return artifact_id
 
 
 def _stop_when_pruned(callback):

@@ -6,7 +6,11 @@ User attributes are what every client shows in a table (optuna-dashboard's trial
 store, beside the weights; the user attribute ``record_artifact`` holds its id::
 
     {"trial": 3, "config": {"block": "rnn", "block.rnn.rule": "heavy_ball", ...},
-     "history": [{"epoch": 1, "accuracy": 0.41, "loss": 1.62, "train_loss": 2.01}, ...]}
+     "history": [{"epoch": 1, "accuracy": 0.41, "loss": 1.62, "train_loss": 2.01}, ...],
+     "weights_artifact": "0b6f...-..."}
+
+``weights_artifact`` is the id of the trial's weights, an Optuna artifact of the trial (listed by
+``optuna.artifacts.get_all_artifact_meta`` and by optuna-dashboard); null for a trial without weights.
 
 Any client reads it with ``optuna.artifacts.download_artifact(artifact_store=FileSystemArtifactStore(DIR),
 artifact_id=trial.user_attrs["record_artifact"], file_path=...)``. The file is written with the store's own
@@ -31,11 +35,12 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 RECORD_ATTR = "record_artifact"
 
 
-def write_record(store, trial: optuna.Trial, config: dict[str, Any], history: list[dict]) -> str:
+def write_record(store, trial: optuna.Trial, config: dict[str, Any], history: list[dict],
+                 weights: str | None = None) -> str:
     """Write the trial's record into ``store`` and its id into the ``record_artifact`` user attribute; return
-    the id."""
+    the id. ``weights`` is the id of the trial's weights artifact (None: no weights, e.g. a pruned trial)."""
     artifact_id = f"record_{uuid.uuid4().hex}.json"  # no hyphen: a table cell does not wrap it over lines
-    body = json.dumps({"trial": trial.number, "config": config, "history": history}, sort_keys=False)
+    body = json.dumps({"trial": trial.number, "config": config, "history": history, "weights_artifact": weights})
     store.write(artifact_id, io.BytesIO(body.encode()))
     trial.set_user_attr(RECORD_ATTR, artifact_id)
     return artifact_id
@@ -66,7 +71,7 @@ class Records:
     def _record(self, trial: optuna.trial.FrozenTrial) -> dict:
         artifact_id = trial.user_attrs.get(RECORD_ATTR)
         if artifact_id is None or self.store is None:
-            return {"config": trial.user_attrs.get("config"), "history": trial.user_attrs.get("history")}
+            return {k: trial.user_attrs.get(k) for k in ("config", "history", "weights_artifact")}
         if artifact_id not in self._cache:
             try:
                 with self.store.open_reader(artifact_id) as reader:
@@ -78,6 +83,10 @@ class Records:
     def config(self, trial: optuna.trial.FrozenTrial) -> dict | None:
         """The trial's full configuration (every active value), or None where none was recorded or found."""
         return self._record(trial).get("config")
+
+    def weights(self, trial: optuna.trial.FrozenTrial) -> str | None:
+        """The id of the trial's weights artifact, or None (a trial without weights)."""
+        return self._record(trial).get("weights_artifact") or trial.user_attrs.get("weights_artifact")
 
     def history(self, trial: optuna.trial.FrozenTrial) -> list[dict]:
         """The trial's per-epoch validation metrics (``epoch``, the task metric, ``loss``, ``train_loss``)."""
