@@ -93,11 +93,14 @@ def plot_cost(views: list[TrialView], labels: list[str], objective: str, maximiz
     hollow: a pruned trial's cost is what it spent before it was stopped), with the Pareto front of the
     completed trials (cheapest for its value) drawn as a step line."""
     plt = _pyplot()
+    import matplotlib.ticker
+
     colors = rule_colors(labels)
     costs = cost_axes(views)
     figure, axes = plt.subplots(1, len(costs), figsize=(7.2 * len(costs), 4.8), squeeze=False)
     for ax, cost in zip(axes[0], costs, strict=True):
-        shown = [v for v in views if v.values[objective] is not None and v.attrs.get(cost) is not None]
+        shown = [v for v in views if v.values[objective] is not None and v.attrs.get(cost) is not None
+                 and (cost != "nfe_total" or v.attrs[cost] > 0)]  # no ODE block: no evaluations to plot
         for label in labels:
             for state in ("done", "pruned"):
                 group = [v for v in shown if v.label == label and v.state == state]
@@ -110,12 +113,19 @@ def plot_cost(views: list[TrialView], labels: list[str], objective: str, maximiz
         front = [points[i] for i in pareto_front(points, maximize)]
         if front:
             ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=1,
-                    linestyle="--", zorder=2, label="Pareto front (completed trials)")
+                    linestyle="--", zorder=2)
+            ax.scatter([p[0] for p in front], [p[1] for p in front], s=110, facecolors="none", edgecolors="black",
+                       linewidths=1, zorder=2, label="Pareto front (completed trials)")
             for i in pareto_front(points, maximize):
-                ax.annotate(f"#{done[i].number}", points[i], textcoords="offset points", xytext=(4, 4), fontsize=7)
-        if cost == "nfe_total" or _spread(v.attrs[cost] for v in shown) > 30:
+                ax.annotate(f"#{done[i].number}", points[i], textcoords="offset points", xytext=(6, 5), fontsize=7)
+        if _spread(v.attrs[cost] for v in shown) > 30:
             ax.set_xscale("log")
-        ax.set_xlabel(COST_AXES[cost] + (", log scale" if ax.get_xscale() == "log" else ""))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
+        label = COST_AXES[cost] + (", log scale" if ax.get_xscale() == "log" else "")
+        left_out = sum(v.values[objective] is not None and v.attrs.get(cost) == 0 for v in views)
+        if cost == "nfe_total" and left_out:
+            label += f"\n({left_out} trials without ODE blocks left out)"
+        ax.set_xlabel(label)
         ax.set_ylabel(f"{objective} ({_direction(maximize)})")
         ax.grid(alpha=0.3)
         for label in labels:

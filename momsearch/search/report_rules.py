@@ -127,7 +127,7 @@ def rule_table(study: optuna.Study, records: Records | None = None, views: list[
             row[f"total {cost}"] = _total(trials, cost)
         best = best_view(done, names[0], maximize[names[0]])
         row["best trial"] = best.number if best else None
-        row["best configuration"] = short_config(best.params) if best else "-"
+        row["best configuration"] = (short_config(best.params) or "-") if best else "-"
         rows.append(row)
     total = {"rule": "total", "trials": len(views)}
     total.update({k: sum(r[k] for r in rows) for k in ("done", "pruned", "failed")})
