@@ -128,6 +128,7 @@ def plot_cost(views: list[TrialView], labels: list[str], objective: str, maximiz
         ax.set_xlabel(label)
         ax.set_ylabel(f"{objective} ({_direction(maximize)})")
         ax.grid(alpha=0.3)
+        ax.margins(0.08)  # room for the trial labels of the front
         for label in labels:
             ax.scatter([], [], s=40, color=colors[label], label=label)
         ax.scatter([], [], s=40, facecolors="none", edgecolors="0.3", linewidths=1.4,
