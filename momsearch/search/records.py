@@ -17,8 +17,8 @@ artifact_id=trial.user_attrs["record_artifact"], file_path=...)``. The file is w
 ``write`` and not registered as an Optuna artifact of the trial: a registered artifact is one more
 ``system_attrs_artifacts:<uuid>`` column per trial in ``study.trials_dataframe()``.
 
-Studies written before records existed hold ``config`` and ``history`` as user attributes; :class:`Records`
-reads either.
+Studies written before records existed hold ``config``, ``history`` and ``weights_artifact`` as user
+attributes; :class:`Records` reads either.
 """
 
 from __future__ import annotations
