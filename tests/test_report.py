@@ -328,3 +328,12 @@ def test_multi_objective_report_with_ode_blocks(tmp_path):
     assert "| total | 5 | 3 | 2 | 0 | - | - | - | - | 33.5 | 10 | 3350 | - | - |" in summary
     assert "## Pareto front" in summary and "Importances of `nfe_total` left out" in summary
     assert "(a rule's own" not in summary
+
+
+@pytest.mark.slow
+def test_report_says_when_records_are_not_found(ruled, tmp_path):
+    study, _, _ = ruled
+    summary = write_report(study, tmp_path, Records(None)).read_text()  # no artifact store given
+    assert "6 trials' records (configuration, history) were not found" in summary
+    assert "| heavy_ball | 2 | 0 | 2 |" in summary  # the per-rule table needs no record
+    assert not (tmp_path / "curves_by_rule.png").exists()

@@ -143,6 +143,10 @@ def write_report(study: optuna.Study, out: Path, records: Records | None = None)
     names, maximize = objective_names(study), maximized(study)
     labels = _labels(views)
     lines = [f"# Study `{study.study_name}`", "", *_overview(study, views), ""]
+    unread = [v.number for v in views if v.config is None and "record_artifact" in v.attrs]
+    if unread:
+        lines += [f"{len(unread)} trials' records (configuration, history) were not found in the artifact store: "
+                  "their learning curves are left out (name the study's output directory with `--out`).", ""]
     if not views:
         path = out / "summary.md"
         path.write_text("\n".join(lines + ["No finished trial yet."]) + "\n")
