@@ -19,6 +19,7 @@ import sqlalchemy
 
 from momsearch.cli import main
 from momsearch.search import runs
+from momsearch.search.records import Records
 from momsearch.search.samplers import worker_seed
 from momsearch.search.storage import default_url
 
@@ -429,8 +430,9 @@ def test_each_trials_objective_value_is_the_validation_metric(tmp_path, monkeypa
     path = write_study(tmp_path, "val", "{n_trials: 3, pruner: none}", train="{epochs: 2, batch_size: 32}",
                        task="{module: 'integrity_task:make', flip_test: true}")
     assert run_here(path, tmp_path) == 0
+    records = Records(optuna.artifacts.FileSystemArtifactStore(str(tmp_path / "out" / "artifacts")))
     for t in trials_of("val", default_url(tmp_path / "out")):
-        best_val = max(epoch["accuracy"] for epoch in t.user_attrs["history"])  # per-epoch validation values
+        best_val = max(epoch["accuracy"] for epoch in records.history(t))  # per-epoch validation values
         assert t.value == best_val == t.user_attrs["accuracy"]
         # the test split holds the validation inputs with flipped labels: its accuracy is 1 - validation's
         assert t.user_attrs["test_accuracy"] == pytest.approx(1 - t.value)
