@@ -208,7 +208,7 @@ class _AdamTanh(torch.autograd.Function):
         dz = torch.addcmul(torch.ones_like(out), out, out, value=-1.0)  # (T, B, H) tanh' = 1 − h²
         dh = g.new_empty(B, H)  # (B, H)
         dz_next = None
-        for d_out_t, dz_t in reversed(list(zip(d_out.unbind(0), dz.unbind(0)))):
+        for d_out_t, dz_t in reversed(list(zip(d_out.unbind(0), dz.unbind(0), strict=True))):
             if dz_next is None:
                 torch.add(d_out_t, d_h, out=dh)  # (B, H)
             else:

@@ -61,7 +61,8 @@ class _NesterovLSTM(torch.autograd.Function):
         y_prev = y0 * scale  # (B, G)
         h, c = h0, c0
         # unbind once: one call gives every step's view (indexing per step costs a dispatch each)
-        steps = zip(base.unbind(0), gates.unbind(0), cells.unbind(0), tanh_c.unbind(0), out.unbind(0), coeff)
+        steps = zip(base.unbind(0), gates.unbind(0), cells.unbind(0), tanh_c.unbind(0), out.unbind(0), coeff,
+                    strict=True)
         for t, (base_t, z, cell_t, tanh_t, out_t, ct) in enumerate(steps):
             y = torch.addmm(base_t, h, wt, out=ys[t % 2])  # (B, G) scaled y_t
             if ct:
@@ -105,7 +106,7 @@ class _NesterovLSTM(torch.autograd.Function):
         ahead = [-coeff[t + 1] / (1.0 + coeff[t + 1]) for t in range(T - 1)] + [0.0]
         views = zip(d_out.unbind(0), q[:, :, :3].unbind(0), q[:, :, 3].unbind(0), o_dtanh.unbind(0),
                     f_all.unbind(0), dzp[:, :, :3].unbind(0), dzp[:, :, 3].unbind(0), dzp.view(T, B, G).unbind(0),
-                    d_y_steps.unbind(0))
+                    d_y_steps.unbind(0), strict=True)
         dzp_next = dy_next = None
         for t, (d_out_t, q3, qo, o_dt, f, dz3, dzo, dz_t, dy_t) in reversed(list(enumerate(views))):
             if dy_next is None:
@@ -147,7 +148,7 @@ class _NesterovTanh(torch.autograd.Function):
         out = g.new_empty(T, B, H)  # (T, B, H)
         ys = g.new_empty(2, B, H).unbind(0)  # 2 x (B, H) y_t and y_{t-1}, alternating
         y_prev, h = y0, h0
-        for t, (base_t, out_t, ct) in enumerate(zip(base.unbind(0), out.unbind(0), coeff)):
+        for t, (base_t, out_t, ct) in enumerate(zip(base.unbind(0), out.unbind(0), coeff, strict=True)):
             y = torch.addmm(base_t, h, wt, out=ys[t % 2])  # (B, H)
             h = torch.lerp(y_prev, y, 1.0 + ct, out=out_t) if ct else out_t.copy_(y)  # (B, H) z_t
             h.tanh_()
@@ -169,7 +170,7 @@ class _NesterovTanh(torch.autograd.Function):
         d_y_steps = torch.empty_like(out)  # (T, B, H) adjoint of every y_t
         dh = out.new_empty(B, H)  # (B, H)
         ahead = [-coeff[t + 1] / (1.0 + coeff[t + 1]) for t in range(T - 1)] + [0.0]
-        views = zip(d_out.unbind(0), q.unbind(0), dzp.unbind(0), d_y_steps.unbind(0))
+        views = zip(d_out.unbind(0), q.unbind(0), dzp.unbind(0), d_y_steps.unbind(0), strict=True)
         dzp_next = dy_next = None
         for t, (d_out_t, q_t, dz_t, dy_t) in reversed(list(enumerate(views))):
             if dy_next is None:
