@@ -471,38 +471,42 @@ def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
     torch.testing.assert_close(grad, want_grad, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("cell", ["tanh", "gru"])
 @pytest.mark.parametrize("mu", [0.5, 0.0])
-def test_adam_tanh_gradcheck_through_every_state(mu):
-    """The whole-layer adam tanh node: gradients of every output w.r.t. every input, incoming state included."""
+def test_adam_tanh_gru_gradcheck_through_every_state(mu, cell):
+    """The whole-layer adam tanh and GRU nodes: every output w.r.t. every input, incoming state included."""
     gen = torch.Generator().manual_seed(5)
+    G = 3 if cell == "tanh" else 9
 
     def rand(*shape, low=-1.0):
         return (torch.rand(shape, generator=gen, dtype=torch.float64) * (1 - low) + low).requires_grad_()
 
-    g, h, m = rand(6, 2, 3), rand(2, 3), rand(2, 3, low=0.1)
-    v = rand(2, 3) if mu else None
-    w_hh, b_hh = rand(3, 3), rand(3)
+    g, h, m = rand(6, 2, G), rand(2, 3), rand(2, G, low=0.1)
+    v = rand(2, G) if mu else None
+    w_hh, b_hh = rand(G, 3), rand(G)
+    node = _rnn_adam.adam_tanh if cell == "tanh" else _rnn_adam.adam_gru
 
     def run(g, h, m, w_hh, b_hh, *v):
-        out = _rnn_adam.adam_tanh(g, h, v[0] if v else None, m, w_hh, b_hh, mu, 0.7, 0.8, 1e-3)
+        out = node(g, h, v[0] if v else None, m, w_hh, b_hh, mu, 0.7, 0.8, 1e-3)
         return tuple(t for t in out if t is not None)
 
     assert torch.autograd.gradcheck(run, (g, h, m, w_hh, b_hh, *([v] if mu else [])))
 
 
+@pytest.mark.parametrize("cell", ["tanh", "gru"])
 @pytest.mark.parametrize("rule_name", ["adam", "rmsprop"])
 @pytest.mark.parametrize("node_max", [0, 1 << 24])
-def test_adam_tanh_both_sides_of_the_node_switch(monkeypatch, node_max, rule_name):
-    """tanh adam/rmsprop: the one-node layer below ``NODE_MAX``, the per-step drive above; both against the
+def test_adam_tanh_gru_both_sides_of_the_node_switch(monkeypatch, node_max, rule_name, cell):
+    """tanh/GRU adam and rmsprop: the one-node layer below ``NODE_MAX``, the per-step drive above; both against the
     float64 reference, across a carried state, gradients included."""
     from momsearch.blocks import _rnn_core
 
     monkeypatch.setattr(_rnn_core, "NODE_MAX", node_max)
     calls = []
-    node = _rnn_core.adam_tanh
-    monkeypatch.setattr(_rnn_core, "adam_tanh", lambda *a: calls.append(1) or node(*a))
+    node = getattr(_rnn_core, f"adam_{cell}")
+    monkeypatch.setattr(_rnn_core, f"adam_{cell}", lambda *a: calls.append(1) or node(*a))
     torch.manual_seed(6)
-    rnn = RNN(3, 4, cell="tanh", rule=make_rule(rule_name), num_layers=2, batch_first=True).double()
+    rnn = RNN(3, 4, cell=cell, rule=make_rule(rule_name), num_layers=2, batch_first=True).double()
     x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
     out, state = rnn(x[:, :5])
     out2, _ = rnn(x[:, 5:], state)

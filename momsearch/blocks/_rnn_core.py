@@ -34,13 +34,13 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from ..errors import ConfigError
-from ._rnn_adam import adam_lstm, adam_tanh
+from ._rnn_adam import adam_gru, adam_lstm, adam_tanh
 from ._rnn_fused import FUSED_CELLS, kernel, run
 from ._rnn_loops import AdamDrive, recur, recur_nesterov
 from ._rnn_nesterov import nesterov_lstm, nesterov_tanh
 from ._rnn_scan import scan
 
-# the one-node layers (_rnn_nesterov, adam_tanh) keep whole-sequence (T, B, G) buffers: above this many
+# the one-node layers (_rnn_nesterov, adam_tanh, adam_gru) keep whole-sequence (T, B, G) buffers: above this many
 # input-term values (the LSTM at B64 T784 H128 has 25.7M) their memory traffic costs more than the per-step
 # autograd loop they replace saves
 NODE_MAX = 1 << 24
@@ -282,8 +282,9 @@ class RNN(nn.Module):
         if cell == "lstm":
             out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
             return out, LayerState(h, c, v=v, m=m)
-        if cell == "tanh" and g.numel() <= NODE_MAX:
-            out, h, v, m = adam_tanh(g, ls.h, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
+        if cell in ("tanh", "gru") and g.numel() <= NODE_MAX:
+            node = adam_tanh if cell == "tanh" else adam_gru
+            out, h, v, m = node(g, ls.h, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
             return out, LayerState(h, v=v, m=m)
         adam = AdamDrive(mu, filt.scale, norm.beta, norm.eps, ls.v, ls.m)
         out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
