@@ -738,11 +738,7 @@ def test_adam_root_has_finite_gradients_where_the_normalizer_underflows(normaliz
     """An adjoint backward solve reconstructs v and can overshoot far below 0, where sigmoid(v) is 0."""
     dynamics = ode_rules.Adam(normalizer=normalizer).dynamics(field_mlp(3).float())
     z = torch.stack((torch.randn(2, 3), torch.zeros(2, 3), torch.full((2, 3), -1e4)), 1).requires_grad_()
-    out = dynamics(torch.tensor(0.0), z)
-    out.sum().backward()
+    dynamics(torch.tensor(0.0), z).sum().backward()
     assert torch.isfinite(z.grad).all()
-    z1 = z.detach().clone()  # m = 1: h' is the gain, bounded by its value at v = 0 (v is read as max(v, 0))
-    z1[:, 1] = 1.0
-    gain = dynamics(torch.tensor(0.0), z1)[:, 0]
-    assert (gain <= 1 / (torch.sqrt(NORMALIZERS[normalizer](torch.tensor(0.0)).clamp_min(1e-38)) + 1e-8)).all()
+
     assert all(torch.isfinite(p.grad).all() for p in dynamics.parameters())

@@ -178,8 +178,8 @@ class Adam(ODERule):
     the logits learnable. eps is *outside* the root. The normaliser n bounds the adaptive gain:
     ``sigmoid`` (the authors' CIFAR run, the default: for v >= 0 the gain 1 / (sqrt(n(v)) + eps) stays
     in (1 - eps, sqrt(2)], where sqrt(v + eps) would reach 1/sqrt(eps) at v = 0), ``softplus`` (their MNIST class)
-    or ``identity`` (plain Adam). v is read as max(v, 0) inside the root: the exact flow keeps v >= 0, a
-    solve that undershoots (the adjoint's backward reconstruction) must not reach a gain of 1/eps.
+    or ``identity`` (plain Adam; n(v) is floored at the smallest normal number inside the root, since a
+    solver stage can undershoot 0).
 
     Args:
         beta1_init, beta2_init: initial betas in (0, 1); default sigmoid(3) ~ 0.953 (logits 3, the authors').
@@ -352,10 +352,10 @@ class AdamDynamics(Dynamics):
 
     h' = m / (sqrt(n(v)) + eps) ; m' = sigmoid(b1)·(f(h) - m) ; v' = sigmoid(b2)·(f(h)² - v).
 
-    v >= 0 along the exact flow (v0 >= 0, v' >= -beta2·v), so the root reads n(max(v, 0)), floored at the
-    dtype's smallest normal number: the values are the authors' wherever v >= 0, and where a solve leaves
-    that set (the adjoint's backward reconstruction of v overshot far below 0 in training, where sigmoid(v)
-    is exactly 0: a gain of 1/eps = 1e8 and a NaN gradient) the gain stays bounded and the gradient finite.
+    n(v) is floored at the dtype's smallest normal number before the root: the values are the authors'
+    wherever n(v) does not underflow, and the root's gradient stays finite where it does (the adjoint's
+    backward reconstruction of v can overshoot far below 0, where sigmoid(v) is exactly 0). Reading v as
+    max(v, 0) there instead made the adjoint field non-smooth at v0 = 0 and its backward step size collapse.
     """
 
     def __init__(self, field: nn.Module, beta1_init: float, beta2_init: float, eps: float,
@@ -368,8 +368,7 @@ class AdamDynamics(Dynamics):
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h, m, v = z.unbind(1)  # (B, n) each
         f = self.f(h, t)  # (B, n)
-        n_v = NORMALIZERS[self.normalizer](v.clamp_min(0.0))  # (B, n)
-        gain = torch.sqrt(n_v.clamp_min(torch.finfo(v.dtype).tiny))  # (B, n)
+        gain = torch.sqrt(NORMALIZERS[self.normalizer](v).clamp_min(torch.finfo(v.dtype).tiny))  # (B, n)
         dh = m / (gain + self.eps)  # (B, n)
         dm = torch.sigmoid(self.beta1_logit) * (f - m)  # (B, n)
         dv = torch.sigmoid(self.beta2_logit) * (f * f - v)  # (B, n)
