@@ -1,8 +1,8 @@
-"""The update rule of an exported block: its name and hyperparameters, read by the block's code.
+"""The continuous-time rule of an exported ODE block: its name and hyperparameters, read by the block's code.
 
-The library's rule classes (``momsearch.rules``, ``momsearch.rules.ode``) check their arguments against the
-catalog; the exported module carries the one rule the search chose, as plain values (DESIGN §3.1–§3.3). A
-continuous-time rule builds the library's own dynamics modules.
+The library's ODE rule classes (``momsearch.rules.ode``) check their arguments against the catalog; the
+exported module carries the one rule the search chose, as plain values, and builds the library's own
+dynamics modules. (An exported discrete rule is its own class from ``momsearch.rules``, embedded as written.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..rules.nesterov_restart import nesterov_coefficient
 from ..rules.ode import (
     AdamDynamics,
     GeneralizedHeavyBallDynamics,
@@ -20,32 +19,6 @@ from ..rules.ode import (
     PlainDynamics,
     restart_times,
 )
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A discrete update rule: ``plain``, ``heavy_ball``, ``nesterov_restart``, ``adam`` or ``rmsprop``.
-
-    Args:
-        name: the rule.
-        mu: momentum coefficient (``heavy_ball``, ``adam``; 0 for ``rmsprop``).
-        s: step size on the driving term.
-        beta: decay of the squared-drive average (``adam``, ``rmsprop``).
-        eps: added inside the square root (``adam``, ``rmsprop``).
-        restart_every: Nesterov restart period R (0: never restart).
-    """
-
-    name: str = "plain"
-    mu: float = 0.0
-    s: float = 1.0
-    beta: float = 0.0
-    eps: float = 0.0
-    restart_every: int = 0
-
-    def coefficient(self, step: int) -> float:
-        """Nesterov's c_t for the 0-based global ``step``."""
-        return nesterov_coefficient(step, self.restart_every)
-
 
 # continuous-time rule -> (dynamics class, stacked state parts k, its hyperparameters in argument order)
 ODE_DYNAMICS = {
