@@ -13,10 +13,12 @@ and :func:`choose_rnn_path` picks the fastest path for those properties, fastest
   runs on x̃_t = [x_t, 1] (x_t alone for the orthogonal cell, which has no input bias) by the chunked scan,
   and the kernel gets gain·x̃f_t + direct·x̃_t with weight ``[W_ih | b_ih]`` and no input bias.
 * ``normalised`` (a constant-decay filter with drive = v_t, then v_t / sqrt(m_t + eps)): the input term of
-  every step in one GEMM; LSTM: the whole layer is one hand-differentiated node (:mod:`._rnn_adam`); other
-  cells: a step loop turning the input term into the drive, one hand-differentiated node per step.
+  every step in one GEMM; LSTM, and tanh/GRU up to ``NODE_MAX`` input-term values: the whole layer is one
+  hand-differentiated node (:mod:`._rnn_adam`); otherwise a step loop turning the input term into the drive,
+  one hand-differentiated node per step.
 * ``preactivation`` (the rule lists the cell in ``preactivation_cells``): y_t = W_hh h_{t-1} + b_hh − s·g_t,
-  z_t = y_t + a_t·(y_t − y_{t-1}), a step loop that keeps the previous pre-activation.
+  z_t = y_t + a_t·(y_t − y_{t-1}); up to ``NODE_MAX`` input-term values one hand-differentiated node per layer
+  (:mod:`._rnn_nesterov`), above it a step loop that keeps the previous pre-activation.
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
 
 Arguments are not checked here beyond what :func:`choose_rnn_path` needs; ``momsearch.blocks.rnn`` adds the
