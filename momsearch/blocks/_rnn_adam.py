@@ -81,8 +81,7 @@ class _AdamLSTM(torch.autograd.Function):
                 i, f, gg, o = z.split(H, dim=1)  # (B, H) each
                 torch.lerp(lo, hi, gg, out=gg)  # (B, H) tanh of the g gate
                 c = torch.mul(f, c, out=cells[j]).addcmul_(i, gg)  # (B, H)
-                tc = torch.mul(c, 2.0, out=tanh_c[j]).sigmoid_()  # (B, H)
-                h = torch.mul(o, torch.lerp(lo, hi, tc, out=tc), out=out[t0 + j])  # (B, H)
+                h = torch.mul(o, torch.tanh(c, out=tanh_c[j]), out=out[t0 + j])  # (B, H)
         ctx.save_for_backward(g, h0, c0, w_hh, out)
         ctx.chunks, ctx.hyper = chunks, (mu, s, beta)
         v_out = None if u is None else u * s  # (B, G)
@@ -101,7 +100,6 @@ class _AdamLSTM(torch.autograd.Function):
         K0 = min(ADAM_LSTM_CHUNK, T)
         dz, w, x3 = (g.new_empty(K0, B, G) for _ in range(3))  # (K, B, G) each
         o_dtanh = g.new_empty(K0, B, H)  # (K, B, H)
-        up = g.new_empty(B, G)  # (B, G) what multiplies each gate's derivative
         dh = g.new_empty(B, H)  # (B, H)
         dc = d_c.clone()  # (B, H) adjoint of c_t
         a = None if mu == 0.0 else d_v * s  # (B, G) adjoint of u_t
@@ -118,21 +116,24 @@ class _AdamLSTM(torch.autograd.Function):
             torch.addcmul(hi, gg, gg, value=-1.0, out=dz_k[:, :, 2 * H: 3 * H])  # tanh' = 1 − tanh²
             o = gates[:, :, 3 * H:]  # (K, B, H)
             torch.addcmul(o, out[t0: t0 + K], tanh_c, value=-1.0, out=o_dtanh_k)  # (K, B, H) o·(1 − tanh²c)
+            # what multiplies dc (gates i, f, g) and dh (gate o), times each gate's derivative: two products
+            # per step below instead of five
+            c_prev = torch.cat([(ctx.chunks[ci - 1][3][-1] if ci else c0)[None], cells[:-1]])  # (K, B, H)
+            gates4 = gates.view(K, B, 4, H)  # (K, B, 4, H)
+            dz4 = dz_k.view(K, B, 4, H)  # (K, B, 4, H)
+            dz4.mul_(torch.stack([gates4[:, :, 2], c_prev, gates4[:, :, 0], tanh_c], dim=2))
+            dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
             for j in range(K - 1, -1, -1):
                 t = t0 + j
                 if t == T - 1:
                     torch.add(d_out[t], d_h, out=dh)  # (B, H)
                 else:
                     torch.addmm(d_out[t], dz_next, w_hh, out=dh)  # (B, H)
-                i, f, gg_t, _ = gates[j].split(H, dim=1)  # (B, H) each
-                c_prev = cells[j - 1] if j else (ctx.chunks[ci - 1][3][-1] if ci else c0)  # (B, H)
                 dc.addcmul_(dh, o_dtanh_k[j])  # (B, H)
-                torch.mul(dc, gg_t, out=up[:, :H])
-                torch.mul(dc, c_prev, out=up[:, H: 2 * H])
-                torch.mul(dc, i, out=up[:, 2 * H: 3 * H])
-                torch.mul(dh, tanh_c[j], out=up[:, 3 * H:])
-                dc.mul_(f)  # (B, H) adjoint of c_{t-1} through c_t
-                dz_next = dz_k[j].mul_(up)  # (B, G)
+                dz4[j, :, :3].mul_(dc_col)  # (B, 3, H) gates i, f, g
+                dz4[j, :, 3].mul_(dh)  # (B, H) gate o
+                dc.mul_(gates4[j, :, 1])  # (B, H) adjoint of c_{t-1} through c_t
+                dz_next = dz_k[j]  # (B, G)
             torch.mul(drive, r, out=x3_k)  # (K, B, G) u·r²
             torch.mul(r, dz_k, out=w_k)  # (K, B, G) r·dz
             x3_k.mul_(w_k)  # (K, B, G) u·r³·dz
