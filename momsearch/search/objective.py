@@ -19,6 +19,7 @@ from ..errors import MomsearchError
 from ..spec import resolve
 from ..train import fit
 from .pruning import make_callback
+from .storage import is_disk_full
 
 TRIAL_SEED_STRIDE = 1_000_003
 
@@ -89,9 +90,15 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("status_reason", "interrupted (SIGINT/SIGTERM)")
             raise
+        except SystemExit as exc:  # a user task calling sys.exit(): its trial fails, the worker goes on
+            reason = f"SystemExit: the task called sys.exit({exc.code!r})"
+            trial.set_user_attr("status_reason", reason)
+            raise TrialFailed(reason) from exc
         except Exception as exc:  # a user task or a configuration can fail in any way: record, go on
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             trial.set_user_attr("status_reason", reason)
+            if is_disk_full(exc):
+                raise  # every later trial would fail the same way: the run stops (with one line, "disk full")
             raise TrialFailed(reason) from exc
         for key, value in result.metrics.items():
             trial.set_user_attr(key, value)

@@ -29,7 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import StudyError
-from .storage import ARTIFACT_DIR, default_url, open_storage
+from .storage import ARTIFACT_DIR, default_url, open_storage, storage_faults
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 MIN_TRIALS_FOR_FAIL_CHECK = 3
@@ -68,10 +68,10 @@ class RunOptions:
 
 
 def storage_for(study_file, options: RunOptions):
-    """Open the run's storage with the study file's heartbeat settings."""
+    """Open the run's storage with the study file's heartbeat and storage-retry settings."""
     s = study_file.study
     return open_storage(options.storage, heartbeat_interval=s["heartbeat_interval"],
-                        grace_period=s["grace_period"])
+                        grace_period=s["grace_period"], retry_seconds=s["storage_retry_seconds"])
 
 
 def create_or_load(study_file, storage: optuna.storages.BaseStorage, artifacts: Path) -> optuna.Study:
@@ -206,8 +206,21 @@ def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_s
         except StudyError:
             study.stop()
 
-    study.optimize(objective, timeout=options.timeout, catch=(TrialFailed,), callbacks=[stop_when_done],
-                   gc_after_trial=False)
+    with storage_faults():  # a storage outage or a full disk: one line, not Optuna's follow-on errors
+        study.optimize(objective, timeout=options.timeout, catch=(TrialFailed,), callbacks=[stop_when_done],
+                       gc_after_trial=False)
+
+
+def _worker_process(*args) -> None:
+    """A worker in its own process: a momsearch error (e.g. the storage unreachable) is one line on stderr
+    and exit code 2, as in the CLI, rather than a traceback."""
+    from ..errors import MomsearchError
+
+    try:
+        worker(*args)
+    except MomsearchError as exc:
+        print(f"momsearch run: worker {args[3]}: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def _device_for(device: str, index: int) -> str:
@@ -270,13 +283,13 @@ def _start_processes(study_file, options: RunOptions, shares: list[int], seeds: 
     libraries, so each starts in milliseconds instead of re-importing them (seconds); the parent's database
     connections are closed first so no child inherits one. Elsewhere they are spawned.
     """
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and storage.engine is not None:  # gRPC clients must not be forked
         _preload()
-        storage.engine.dispose()
+        storage.close()
         ctx = multiprocessing.get_context("fork")
     else:
         ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=worker, args=(study_file, options, n, i, seed))
+    procs = [ctx.Process(target=_worker_process, args=(study_file, options, n, i, seed))
              for i, (n, seed) in enumerate(zip(shares, seeds, strict=True))]
     for p in procs:
         p.start()
