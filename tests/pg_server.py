@@ -33,7 +33,8 @@ class Cluster:
     """Start with :meth:`start`, connect with :attr:`url`, stop with :meth:`stop` (which also removes it);
     :meth:`stop_server` and :meth:`start_server` take the server away and bring it back."""
 
-    def __init__(self):
+    def __init__(self, max_connections: int = 100):
+        self.max_connections = max_connections
         self.bin = server_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="momsearch-pg-"))
         self.port = _free_port()
@@ -57,7 +58,7 @@ class Cluster:
 
     def start_server(self) -> None:
         """Start the server of the cluster (again, after :meth:`stop_server`) on the same port."""
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=100"
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections={self.max_connections}"
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
 
     def stop_server(self) -> None:
