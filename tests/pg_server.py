@@ -61,6 +61,13 @@ class Cluster:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections={self.max_connections}"
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
 
+    def running(self) -> bool:
+        """Whether the server is up (``pg_ctl status``)."""
+        cmd = [str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "status"]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+
     def stop_server(self) -> None:
         """Stop the server at once (as a crash or a pulled cable would), keeping its data for
         :meth:`start_server`: clients see their connections dropped and new ones refused."""
@@ -68,6 +75,7 @@ class Cluster:
 
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+            if self.running():
+                self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -7,13 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import optuna
 import pytest
 from test_scaleout import spawn_run, write_study
 
-from momsearch.search.storage import open_storage
+from momsearch.search.storage import StorageUnreachable, open_storage
 
 State = optuna.trial.TrialState
 
@@ -24,11 +25,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_proxy(url: str) -> tuple[subprocess.Popen, str]:
+def start_proxy(url: str, *extra: str) -> tuple[subprocess.Popen, str]:
     """``python -m momsearch storage-proxy URL`` on 127.0.0.1; returns it and its grpc:// URL once it answers."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "momsearch", "storage-proxy", url, "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ)
+                             "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=os.environ)
     target = f"grpc://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -101,3 +103,35 @@ def test_jobs_through_the_proxy_and_report(tmp_path):
         stop_proxy(proxy)
     trials = optuna.load_study(study_name="proxjobs", storage=backend).get_trials()
     assert sum(t.state == State.COMPLETE for t in trials) == 2 and len(trials) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_database_behind_the_proxy_stopped_then_back_recovers_or_fails_in_one_line():
+    from pg_server import Cluster, server_bin
+
+    if server_bin() is None:
+        pytest.skip("PostgreSQL server not installed (apt-get install postgresql; .ci/run does)")
+    cluster = Cluster().start()
+    proxy = None
+    try:
+        proxy, target = start_proxy(cluster.url, "--retry-seconds", "1")
+        study = optuna.create_study(study_name="behind", storage=open_storage(target, retry_seconds=60))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+        cluster.stop_server()
+        restart = threading.Timer(3, cluster.start_server)
+        restart.start()
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # waits out the outage
+        restart.join()
+        assert [t.state for t in study.get_trials()] == [State.COMPLETE] * 2
+
+        cluster.stop_server()
+        with pytest.raises(StorageUnreachable) as info:
+            optuna.load_study(study_name="behind", storage=open_storage(target, retry_seconds=2)).get_trials()
+        assert str(info.value).startswith(f"storage unreachable for 2 s: {target}: storage unreachable for 1 s: "
+                                          "postgresql://momsearch@127.0.0.1")
+        cluster.start_server()
+    finally:
+        if proxy is not None:
+            stop_proxy(proxy)
+        cluster.stop()

@@ -222,6 +222,7 @@ def _first_line(exc: BaseException, url: str) -> str:
         text = details() if callable(details) and details() else f"{type(exc).__name__}: {exc}"
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     line = lines[0] if lines else type(exc).__name__
+    line = line.removeprefix("Exception calling application: ")  # how a gRPC server passes an error on
     password = _password(url)
     return line.replace(password, "***") if password else line
 
