@@ -448,6 +448,12 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         return inner.get_heartbeat_stale_trial_callback() if isinstance(inner, BaseHeartbeat) else None
 
     @property
+    def _backend(self) -> BaseStorage:
+        """The storage behind (the name Optuna's own cache wrapper uses, so code that looks for the RDB
+        storage under wrappers finds it)."""
+        return self.inner
+
+    @property
     def engine(self) -> Any:
         """The SQLAlchemy engine of an RDB storage; None through a gRPC proxy."""
         backend = getattr(self.inner, "_backend", self.inner)
