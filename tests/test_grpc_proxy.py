@@ -12,8 +12,9 @@ import time
 
 import optuna
 import pytest
-from test_scaleout import spawn_run, write_study
+from test_scaleout import spawn_run, wait_for_running, write_study
 
+from momsearch.cli import main
 from momsearch.search.storage import StorageUnreachable, open_storage
 
 State = optuna.trial.TrialState
@@ -135,3 +136,32 @@ def test_database_behind_the_proxy_stopped_then_back_recovers_or_fails_in_one_li
         if proxy is not None:
             stop_proxy(proxy)
         cluster.stop()
+
+
+@pytest.mark.slow
+def test_killed_worker_trial_through_the_proxy_fails_and_is_retried_once(tmp_path, monkeypatch):
+    """The proxy's client has no heartbeats; momsearch keeps them as trial attributes, so the grace period
+    and the retry of a killed worker's trial work through it as on the database."""
+    backend = f"sqlite:///{tmp_path / 'behind-proxy.db'}"
+    path = write_study(tmp_path, "proxkill", "{n_trials: 2, pruner: none, heartbeat_interval: 1, grace_period: 3}")
+    proxy, target = start_proxy(backend)
+    try:
+        proc = spawn_run(path, tmp_path, "--storage", target, n=400_000)
+        wait_for_running(backend, "proxkill", proc)
+        time.sleep(2)
+        beat = optuna.load_study(study_name="proxkill", storage=backend).get_trials()[0].system_attrs
+        assert beat["momsearch:heartbeat"][0] == 1  # [trial id, time]: the first trial's own beat
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(4)  # past the grace period
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setenv("MOMSEARCH_TEST_N", "64")
+        assert main(["run", str(path), "--storage", target, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    finally:
+        stop_proxy(proxy)
+    trials = optuna.load_study(study_name="proxkill", storage=backend).get_trials()
+    killed = trials[0]
+    assert killed.state == State.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == State.COMPLETE and retries[0].params == killed.params
+    assert not [t for t in trials if t.state in (State.RUNNING, State.WAITING)]

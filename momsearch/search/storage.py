@@ -33,6 +33,7 @@ SCHEMA_RACE_RETRIES = 5
 ARTIFACT_DIR = "artifacts"
 STORAGE_RETRY_SECONDS = 60.0
 GRPC_SCHEME = "grpc://"
+HEARTBEAT_ATTR = "momsearch:heartbeat"
 FIRST_BACKOFF, MAX_BACKOFF = 0.5, 4.0
 
 
@@ -67,7 +68,8 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     Args:
         url: ``sqlite:///path``, ``postgresql://user@host:port/db``, any SQLAlchemy URL Optuna accepts, or
             ``grpc://host:port`` (a ``momsearch storage-proxy``; heartbeats do not pass through it).
-        heartbeat_interval: seconds between heartbeats of a running trial (RDB storages); None: off.
+        heartbeat_interval: seconds between heartbeats of a running trial; None: off. RDB storages keep
+            them in their heartbeat table; through a gRPC proxy they are trial system attributes.
         grace_period: seconds without a heartbeat after which a running trial is failed.
         max_retry: how many times a stale (killed) trial is re-run with the same parameters.
         retry_seconds: how long a storage that went away is retried before :class:`StorageUnreachable`.
@@ -78,7 +80,12 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
         A :class:`ResilientStorage` around Optuna's cached ``RDBStorage`` or its ``GrpcStorageProxy``.
     """
     if url.startswith(GRPC_SCHEME):
-        return ResilientStorage(_grpc_proxy(url, retry_seconds), url, retry_seconds, give_up_for_good)
+        storage = ResilientStorage(_grpc_proxy(url, retry_seconds), url, retry_seconds, give_up_for_good)
+        if heartbeat_interval:  # the proxy carries no heartbeats: keep them as trial attributes instead
+            storage.beat_through_attributes(
+                heartbeat_interval, grace_period,
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+        return storage
     engine_kwargs = {}
     if url.startswith("sqlite"):
         # Several local worker processes share one file: wait for the lock instead of failing.
@@ -296,6 +303,7 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         self._gave_up: StudyError | None = None
         self._lock = threading.Lock()
         self._warned = False
+        self._beats: tuple | None = None  # (interval, grace period, stale-trial callback) kept as attributes
 
     def _call(self, name: str, *args, **kwargs):
         if self._gave_up is not None:
@@ -429,21 +437,47 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
     def check_trial_is_updatable(self, trial_id, trial_state):
         return self.inner.check_trial_is_updatable(trial_id, trial_state)
 
-    # BaseHeartbeat (only where the storage behind has heartbeats)
+    # BaseHeartbeat: the storage's own heartbeats (RDB), or heartbeats kept as trial system attributes
+    # (beat_through_attributes: through the gRPC proxy, whose client has none)
+    def beat_through_attributes(self, interval: int, grace_period: int | None, stale_callback) -> None:
+        """Give a storage without heartbeats of its own (Optuna's gRPC proxy client) heartbeats: each beat
+        writes ``[trial id, time.time()]`` to the trial's system attribute ``momsearch:heartbeat``; a
+        RUNNING trial whose last beat is older than ``grace_period`` (default twice the interval) is stale.
+
+        The times are the workers' clocks: hosts' clocks must agree to well within the grace period (NTP).
+        A re-run inherits the attribute of the trial it repeats, with the old trial's id: not a beat of its own.
+        """
+        self._beats = (interval, grace_period or 2 * interval, stale_callback)
+
     def record_heartbeat(self, trial_id):
         try:
-            self._call("record_heartbeat", trial_id)
+            if self._beats is None:
+                self._call("record_heartbeat", trial_id)
+            else:
+                self._call("set_trial_system_attr", trial_id, HEARTBEAT_ATTR, [trial_id, time.time()])
         except (StorageUnreachable, StorageFull):
             pass  # the trial's own next storage call reports it, once
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker already failed it as stale: its own next write says so
 
     def _get_stale_trial_ids(self, study_id):
-        return self._call("_get_stale_trial_ids", study_id)
+        if self._beats is None:
+            return self._call("_get_stale_trial_ids", study_id)
+        now, grace = time.time(), self._beats[1]
+        running = self.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        beats = [(t._trial_id, t.system_attrs.get(HEARTBEAT_ATTR)) for t in running]
+        return [trial_id for trial_id, beat in beats
+                if isinstance(beat, list) and len(beat) == 2 and beat[0] == trial_id and now - beat[1] > grace]
 
     def get_heartbeat_interval(self):
+        if self._beats is not None:
+            return self._beats[0]
         inner = self.inner
         return inner.get_heartbeat_interval() if isinstance(inner, BaseHeartbeat) else None
 
     def get_heartbeat_stale_trial_callback(self):
+        if self._beats is not None:
+            return self._beats[2]
         inner = self.inner
         return inner.get_heartbeat_stale_trial_callback() if isinstance(inner, BaseHeartbeat) else None
 
