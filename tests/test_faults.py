@@ -144,6 +144,22 @@ def test_storage_faults_finds_the_fault_behind_optunas_follow_on_error():
     with pytest.raises(ValueError):
         with storage_faults():
             raise ValueError("not a storage fault")
+    with pytest.raises(StorageUnreachable, match="^storage unreachable: OperationalError"):
+        with storage_faults():
+            raise refused_connection_error()
+
+
+def test_retry_runs_a_query_of_ones_own_under_the_same_policy():
+    storage = ResilientStorage(optuna.storages.InMemoryStorage(), "postgresql://127.0.0.1/x", retry_seconds=30)
+    error, calls = refused_connection_error(), []
+
+    def count(x):
+        calls.append(x)
+        if len(calls) < 3:
+            raise error
+        return 7
+
+    assert storage.retry(count, "arg") == 7 and calls == ["arg"] * 3
 
 
 def test_unreachable_grpc_proxy_is_one_line():

@@ -259,8 +259,9 @@ def is_disk_full(exc: BaseException) -> bool:
 
 @contextmanager
 def storage_faults() -> Iterator[None]:
-    """Re-raise a storage fault hidden in any error's chain as itself, and a full disk met anywhere (weights,
-    a task's files) as :class:`StorageFull`: one line for the CLI to print."""
+    """Re-raise a storage fault hidden in any error's chain as itself, a storage that went away under a query
+    of its own as :class:`StorageUnreachable`, and a full disk met anywhere (weights, a task's files) as
+    :class:`StorageFull`: one line for the CLI to print."""
     try:
         yield
     except (StorageUnreachable, StorageFull):
@@ -269,6 +270,8 @@ def storage_faults() -> Iterator[None]:
         fault = find_fault(exc)
         if fault is not None:
             raise type(fault)(str(fault)) from exc
+        if _fault(exc) == "unreachable":  # a query that did not go through ResilientStorage.retry
+            raise StorageUnreachable(f"storage unreachable: {_first_line(exc, '')}") from exc
         if is_disk_full(exc):
             full = next(e for e in _chain(exc) if _says_full(e))
             raise StorageFull(f"disk full: {_first_line(full, '')}; free space and run again: finished trials "
@@ -306,9 +309,14 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         self._beats: tuple | None = None  # (interval, grace period, stale-trial callback) kept as attributes
 
     def _call(self, name: str, *args, **kwargs):
+        return self.retry(getattr(self.inner, name), *args, **kwargs)
+
+    def retry(self, method, *args, **kwargs):
+        """``method(*args, **kwargs)`` under this storage's fault policy: retried while the storage is away
+        (up to ``retry_seconds``), :class:`StorageFull` on a full disk. For code that queries the database
+        behind the storage itself (e.g. a COUNT through the engine of the RDB storage under it)."""
         if self._gave_up is not None:
             raise type(self._gave_up)(str(self._gave_up))
-        method = getattr(self.inner, name)
         first_failure, delay = None, FIRST_BACKOFF
         while True:
             try:
