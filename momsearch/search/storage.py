@@ -1,8 +1,9 @@
 """Optuna storages: embedded SQLite by default, any storage URL (PostgreSQL, ...) for many workers, and
 ``grpc://host:port`` for Optuna's gRPC storage proxy (``momsearch storage-proxy``) in front of one database.
 
-RDB storages get heartbeats so a killed worker's trial is marked FAIL after the grace period and retried
-once with the same parameters by Optuna's own ``RetryHeartbeatStaleTrialCallback``.
+Storages get heartbeats so a killed worker's trial is marked FAIL after the grace period and retried once
+with the same parameters by Optuna's own ``RetryHeartbeatStaleTrialCallback``: RDB storages keep them in
+their heartbeat table, and through the gRPC proxy (whose client has none) they are kept as a trial attribute.
 
 Every storage is wrapped in :class:`ResilientStorage`: a storage that goes away (connection refused or
 dropped, a gRPC proxy that does not answer) is retried with exponential backoff for ``retry_seconds``, after
@@ -67,7 +68,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
 
     Args:
         url: ``sqlite:///path``, ``postgresql://user@host:port/db``, any SQLAlchemy URL Optuna accepts, or
-            ``grpc://host:port`` (a ``momsearch storage-proxy``; heartbeats do not pass through it).
+            ``grpc://host:port`` (a ``momsearch storage-proxy``).
         heartbeat_interval: seconds between heartbeats of a running trial; None: off. RDB storages keep
             them in their heartbeat table; through a gRPC proxy they are trial system attributes.
         grace_period: seconds without a heartbeat after which a running trial is failed.
@@ -116,7 +117,8 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
 
 
 def _grpc_proxy(url: str, wait_seconds: float) -> BaseStorage:
-    """``GrpcStorageProxy`` for ``grpc://host:port``, once the proxy answers (StudyError if it does not)."""
+    """``GrpcStorageProxy`` for ``grpc://host:port`` once the proxy answers; StorageUnreachable if it does not
+    within ``wait_seconds`` (at least 1 s), StudyError for a malformed URL."""
     parts = urlsplit(url)
     try:
         host, port = parts.hostname, parts.port
@@ -128,9 +130,9 @@ def _grpc_proxy(url: str, wait_seconds: float) -> BaseStorage:
         import grpc  # noqa: F401
     except ImportError as exc:
         raise StudyError(f"storage {url!r}: the gRPC client is missing ({exc}); pip install grpcio protobuf") from None
-    proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    proxy, wait_seconds = optuna.storages.GrpcStorageProxy(host=host, port=port), max(wait_seconds, 1.0)
     try:
-        proxy.wait_server_ready(timeout=max(wait_seconds, 1.0))
+        proxy.wait_server_ready(timeout=wait_seconds)
     except ConnectionError:
         proxy.close()
         raise StorageUnreachable(f"storage unreachable for {wait_seconds:g} s: no gRPC storage proxy answers "
