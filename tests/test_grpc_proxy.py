@@ -84,7 +84,7 @@ def test_two_workers_complete_a_study_through_the_proxy(tmp_path, backend):
     assert not [t for t in trials if t.state in (State.RUNNING, State.WAITING)]
     assert len({t.number for t in trials}) == len(trials)
     for t in complete:
-        assert {"accuracy", "seed", "config", "weights_artifact"} <= set(t.user_attrs)
+        assert {"accuracy", "seed", "rule", "record_artifact"} <= set(t.user_attrs)
 
 
 @pytest.mark.slow
