@@ -20,6 +20,7 @@ COMMANDS = {
     "run": "momsearch.commands.run",
     "report": "momsearch.commands.report",
     "export": "momsearch.commands.export",
+    "storage-proxy": "momsearch.commands.storage_proxy",
 }
 
 

@@ -22,6 +22,7 @@ from ..train import StopRun, fit
 from .pruning import make_callback
 from .records import Records, write_record
 from .results import RULE_ATTR, rule_of
+from .storage import is_disk_full
 
 TRIAL_SEED_STRIDE = 1_000_003
 
@@ -94,11 +95,16 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("status_reason", "interrupted (SIGINT/SIGTERM)")
             raise
-        except Exception as exc:  # a user task or a configuration can fail in any way: record, go on
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        except (Exception, SystemExit) as exc:  # a user task or a configuration can fail in any way: record, go on
+            if isinstance(exc, SystemExit):  # a user task calling sys.exit(): its trial fails, the worker goes on
+                reason = f"SystemExit: the task called sys.exit({exc.code!r})"
+            else:
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            trial.set_user_attr("status_reason", reason)  # first: on a full disk the record may not be written
             self._set_metrics(trial, run)
             self._write_record(trial, run)
-            trial.set_user_attr("status_reason", reason)
+            if is_disk_full(exc):
+                raise  # every later trial would fail the same way: the run stops (with one line, "disk full")
             raise TrialFailed(reason) from exc
         self._set_metrics(trial, run)
         weights = None

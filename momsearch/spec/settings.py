@@ -25,6 +25,8 @@ STUDY = {
                                low=0.0, high=1.0),
     "heartbeat_interval": Param("int", 60, "seconds between heartbeats of a running trial (RDB storages)", low=1),
     "grace_period": Param("int", 120, "seconds without heartbeat before a trial counts as failed", low=1),
+    "storage_retry_seconds": Param("float", 60.0, "seconds a storage that went away is retried (with backoff) "
+                                   "before the run stops", low=0.0),
     "jobs": Param("int", 1, "local worker processes", low=1),
     "threads": Param("int", 1, "torch threads per worker", low=1),
     "device": Param("str", "auto", "auto | cpu | cuda | cuda:N"),
