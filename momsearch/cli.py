@@ -20,6 +20,7 @@ COMMANDS = {
     "run": "momsearch.commands.run",
     "report": "momsearch.commands.report",
     "export": "momsearch.commands.export",
+    "compare": "momsearch.commands.compare",
 }
 
 
