@@ -226,3 +226,27 @@ def test_sigterm_during_tuning_then_the_rerun_finishes_the_same_budget(tmp_path,
     verdict = pd.read_csv(tmp_path / "out" / "compare" / "verdict.csv")
     assert (verdict["n_seeds"] == 2).all()
     assert json.loads(json.dumps(list(verdict["arm"])))[0] == "plain"
+
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+COMPARE_FILES = sorted(STUDIES.glob("compare_*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", COMPARE_FILES, ids=lambda p: p.name)
+def test_compare_study_files_run_at_tiny_scale(path, tmp_path):
+    """Every compare file of studies/ runs its three phases at a tiny scale, so the files never rot."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    if "n_train" in data["task"]:
+        data["task"]["n_train"] = 64
+    data["train"].update(epochs=1, max_batches=2)
+    data["study"].update(jobs=1)
+    data["compare"].update(trials_per_arm=1, seeds=2)
+    tiny = tmp_path / path.name
+    tiny.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["compare", str(tiny), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    verdict = pd.read_csv(tmp_path / "out" / "compare" / "verdict.csv")
+    assert (verdict["n_seeds"] == 2).all() and verdict["kind"].iloc[0] == "baseline"
+    assert ("nfe_total_mean" in verdict.columns) == ("ode" in data["space"]["block"])

@@ -44,13 +44,14 @@ def mean_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
 def paired_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
     """The mean of ``a - b`` over pairs (the same seed) with its t interval and paired t-test p-value.
 
-    When every difference is the same the interval is that one value and p is 0 (a nonzero difference) or 1.
+    When every difference is the same (up to rounding) the interval is that one value and p is 0 (a nonzero
+    difference) or 1.
     """
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     base = mean_interval(d, level)
     if base.n < 2:
         return base
-    if float(d.std(ddof=1)) == 0.0:
+    if float(d.std(ddof=1)) <= 1e-12 * max(1.0, abs(base.mean)):  # constant up to rounding: t is infinite
         return Interval(base.mean, base.mean, base.mean, base.n, 0.0 if base.mean != 0 else 1.0)
     p = float(stats.ttest_rel(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)).pvalue)
     return Interval(base.mean, base.low, base.high, base.n, p)
