@@ -116,7 +116,8 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     for t in control_trials:
         config = t.user_attrs["config"]
         assert config["block.rnn.rule"] == "rmsprop"
-        assert config["block.rnn.rule.rmsprop.s"] == adam["block.rnn.rule.adam.s"] / (1 - adam["block.rnn.rule.adam.mu"])
+        mu, s = adam["block.rnn.rule.adam.mu"], adam["block.rnn.rule.adam.s"]
+        assert config["block.rnn.rule.rmsprop.s"] == s / (1 - mu)
         assert config["block.rnn.rule.rmsprop.beta"] == adam["block.rnn.rule.adam.beta"]
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     assert "cmp.nesterov_restart.control" not in names and "cmp.plain.control" not in names
@@ -180,7 +181,7 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
 
     lines = []
     results, seeds = run_compare(study_file, options, log=lines.append)
-    assert f"  int.plain.confirm: 1 of 2 runs finished, 1 interrupted re-queued" in lines
+    assert "  int.plain.confirm: 1 of 2 runs finished, 1 interrupted re-queued" in lines
     assert len(calls) == 10 + 1 + 3 * 2 + 2 * 2  # the interrupted run, the 3 other arms, 2 controls
     assert {arm: [t.number for t in load(storage, f"int.{arm}").get_trials()] for arm in ARMS} == before
     confirm = load(storage, "int.plain.confirm").get_trials()

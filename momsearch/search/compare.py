@@ -38,7 +38,8 @@ class ArmResult:
     control_text: str = ""
 
 
-def run_compare(study_file, options: RunOptions, log: Callable[[str], None] = print) -> tuple[list[ArmResult], list[int]]:
+def run_compare(study_file, options: RunOptions,
+                log: Callable[[str], None] = print) -> tuple[list[ArmResult], list[int]]:
     """Run (or continue) the three phases of a comparison.
 
     Args:

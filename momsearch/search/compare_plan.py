@@ -3,7 +3,7 @@
 * ``<name>.<arm>``: the arm's tuning study: the space with the arm's choices fixed, ``trials_per_arm`` trials,
   the file's sampler and pruner.
 * ``<name>.<arm>.confirm``: the arm's best configuration (selected on validation), re-trained once per
-  confirmation seed (a grid over ``train.seed``, no pruning).
+  confirmation seed (one queued trial per seed, no pruning).
 * ``<name>.<arm>.control``: the same over the same seeds with the momentum removed at the same steady-state
   gain: mu = 0 and s' = s / (1 - mu).
 """
@@ -46,7 +46,7 @@ def arm_study_file(study_file, arm):
 
 
 def seeded_study_file(study_file, name: str, config: dict[str, Any], seeds: list[int]):
-    """A study that trains ``config`` once per seed: every parameter fixed, ``train.seed`` a grid over ``seeds``."""
+    """A study that trains ``config`` once per seed: every parameter fixed, ``train.seed`` one of ``seeds``."""
     nodes = tuple(Choice(key, (value,), ((),)) for key, value in config.items() if key != "train.seed")
     nodes += (Choice("train.seed", tuple(seeds), tuple(() for _ in seeds)),)
     study = {**study_file.study, "n_trials": len(seeds), "sampler": dict(QUEUED), "pruner": None}
@@ -95,7 +95,7 @@ def control_config(config: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         return None, f"{kind} {rule} has no mu and s (its momentum is learned): no mu = 0 control"
     mu, s = float(config[mu_key]), float(config[s_key])
     if mu == 0:
-        return None, f"its best configuration has mu = 0 already: no momentum to control"
+        return None, "its best configuration has mu = 0 already: no momentum to control"
     scaled = s / (1 - mu)
     control = dict(config)
     if rule == "adam" and "rmsprop" in catalog.block(kind)["rules"]:

@@ -52,7 +52,7 @@ def markdown_table(records: list[dict], spec) -> str:
     m = spec.test_metric
     nfe = "nfe_total_mean" in records[0]
     head = ["arm", "kind", "config", "n", f"{m} [95% CI]", f"vs {spec.baseline} [95% CI]", "Holm p",
-            "vs own arm [95% CI]", "Holm p", "device s"] + (["nfe_total"] if nfe else [])
+            "vs own arm [95% CI]", "Holm p", "device s"] + (["nfe_total"] if nfe else []) + ["tuning trials (device s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         cells = [r["arm"], r["kind"], r["config"], str(r["n_seeds"]),
@@ -63,6 +63,7 @@ def markdown_table(records: list[dict], spec) -> str:
                  _num(r["delta_vs_arm_p_holm"]), _num(r["device_seconds_mean"])]
         if nfe:
             cells.append(_num(r["nfe_total_mean"]))
+        cells.append("-" if r["kind"] == "control" else f"{r['tuning_trials']} ({_num(r['tuning_device_seconds'])})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -90,7 +91,7 @@ def _figures(out: Path, rows: list[Row], spec) -> list[tuple[str, str]]:
     items = [(f"{r.arm} vs {spec.baseline}", r.vs_baseline) for r in rows if r.vs_baseline is not None]
     items += [(f"{r.control_of} vs its control", _flip(r.vs_arm)) for r in rows if r.vs_arm is not None]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(items) + 1.4))
-    for i, (label, iv) in enumerate(items):
+    for i, (_, iv) in enumerate(items):
         ax.errorbar([iv.mean], [i], xerr=[[iv.mean - iv.low], [iv.high - iv.mean]], fmt="o", capsize=4)
     ax.axvline(0.0, color="grey", lw=1, ls="--")
     ax.set_yticks(range(len(items)), [label for label, _ in items])

@@ -64,12 +64,14 @@ def build_rows(results, spec, describe) -> list[Row]:
     rows = []
     for result in sorted(results, key=lambda r: r.name != spec.baseline):
         values, seconds, nfe, curves = seeded_runs(result.confirm, spec.test_metric, base_metric)
-        tuning = sum(1 for t in result.tuning.get_trials(deepcopy=False)
-                     if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                     and "failed_trial" not in t.system_attrs)
+        tuning = [t for t in result.tuning.get_trials(deepcopy=False)
+                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+                  and "failed_trial" not in t.system_attrs]
         kind = "baseline" if result.name == spec.baseline else "arm"
         rows.append(Row(result.name, kind, describe(result.best.params), values, seconds, nfe,
-                        curves, tuning, note=result.control_text if spec.controls else ""))
+                        curves, len(tuning), note=result.control_text if spec.controls else ""))
+        rows[-1].extra["tuning_device_seconds"] = sum(float(t.user_attrs.get("device_seconds") or 0.0)
+                                                      for t in result.tuning.get_trials(deepcopy=False))
         if result.control is not None:
             values, seconds, nfe, curves = seeded_runs(result.control, spec.test_metric, base_metric)
             rows.append(Row(f"{result.name}:control", "control", result.control_text, values, seconds, nfe,
@@ -112,6 +114,7 @@ def csv_records(rows: list[Row], spec) -> list[dict]:
             rec[f"{prefix}_p_holm" if prefix != "delta" else "p_holm_vs_baseline"] = adj
         rec["control_of"] = row.control_of
         rec["tuning_trials"] = row.tuning_trials if row.kind != "control" else ""
+        rec["tuning_device_seconds"] = row.extra.get("tuning_device_seconds", "")
         rec["device_seconds_mean"] = _mean(row.device_seconds)
         if has_nfe:
             rec["nfe_total_mean"] = _mean(row.nfe_total)

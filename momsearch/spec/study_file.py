@@ -11,8 +11,8 @@ from typing import Any
 from .. import catalog
 from ..catalog.params import unknown
 from ..errors import SpecError
-from .compare import parse_compare_section
 from .checks import SCALARS, check_keys, check_value, mapping
+from .compare import parse_compare_section
 from .parse import parse_space
 from .settings import parse_study_section
 from .space import SearchSpace
