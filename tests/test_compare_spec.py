@@ -124,6 +124,14 @@ def test_adam_control_is_rmsprop_at_s_over_1_minus_mu_and_attention_adam_with_mu
     assert control_config(hb)[0] == {**hb, f"{key}.heavy_ball.mu": 0.0, f"{key}.heavy_ball.s": 0.6 / (1 - 0.6)}
 
 
+def test_nesterov_momentum_control_keeps_its_steady_state_gain():
+    key = "block.rnn.rule"
+    config = {"block": "rnn", key: "nesterov_momentum", f"{key}.nesterov_momentum.mu": 0.9,
+              f"{key}.nesterov_momentum.s": 0.2}
+    control, _ = control_config(config)
+    assert control == {**config, f"{key}.nesterov_momentum.mu": 0.0, f"{key}.nesterov_momentum.s": 0.2 / (1 - 0.9)}
+
+
 @pytest.mark.parametrize("config, reason", [
     ({"block": "rnn", "block.rnn.rule": "plain"}, "plain has no momentum"),
     ({"block": "rnn", "block.rnn.rule": "nesterov_restart", "block.rnn.rule.nesterov_restart.s": 0.6},

@@ -77,7 +77,9 @@ def rule_of(config: dict[str, Any]) -> tuple[str, str, str]:
 def control_config(config: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """The momentum-free control of a configuration at the same steady-state gain, or why there is none.
 
-    heavy_ball(mu, s) -> heavy_ball(0, s / (1 - mu)); adam(mu, s, beta, eps) -> rmsprop(s / (1 - mu), beta, eps)
+    heavy_ball(mu, s) -> heavy_ball(0, s / (1 - mu)) (likewise any rule with mu and s, e.g. nesterov_momentum,
+    whose drive mu·v + s·g also has the steady-state gain s / (1 - mu));
+    adam(mu, s, beta, eps) -> rmsprop(s / (1 - mu), beta, eps)
     (where the block has no rmsprop rule, as attention, adam(0, s / (1 - mu), beta, eps), which is the same
     update: rmsprop is adam with mu = 0). A drive g fed forever gives v = s g / (1 - mu) under momentum and
     s' g without: the control keeps the gain and drops the memory of past drives.
