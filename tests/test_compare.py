@@ -181,7 +181,7 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
 
     lines = []
     results, seeds = run_compare(study_file, options, log=lines.append)
-    assert "  int.plain.confirm: 1 of 2 runs finished, 1 interrupted re-queued" in lines
+    assert "  int.plain.confirm: 1 of 2 runs finished, 1 re-queued (interrupted or failed)" in lines
     assert len(calls) == 10 + 1 + 3 * 2 + 2 * 2  # the interrupted run, the 3 other arms, 2 controls
     assert {arm: [t.number for t in load(storage, f"int.{arm}").get_trials()] for arm in ARMS} == before
     confirm = load(storage, "int.plain.confirm").get_trials()
@@ -251,3 +251,24 @@ def test_compare_study_files_run_at_tiny_scale(path, tmp_path):
     verdict = pd.read_csv(tmp_path / "out" / "compare" / "verdict.csv")
     assert (verdict["n_seeds"] == 2).all() and verdict["kind"].iloc[0] == "baseline"
     assert ("nfe_total_mean" in verdict.columns) == ("ode" in data["space"]["block"])
+
+
+def test_requeue_retries_interrupted_trials_and_other_failures_once():
+    from momsearch.search.compare import requeue_interrupted
+
+    study = optuna.create_study()
+    dist = {"train.seed": optuna.distributions.CategoricalDistribution([1, 2])}
+    for seed, reason in ((1, "interrupted (SIGINT/SIGTERM)"), (2, "RuntimeError: boom")):
+        study.add_trial(optuna.trial.create_trial(state=State.FAIL, params={"train.seed": seed}, distributions=dist,
+                                                  user_attrs={"seed": seed, "status_reason": reason}))
+    assert requeue_interrupted(study) == 1  # tuning: only the interrupted one
+    assert requeue_interrupted(study) == 0  # already queued
+    assert requeue_interrupted(study, any_failure=True) == 1  # confirmation: the other failure, once
+    waiting = study.get_trials(states=(State.WAITING,))
+    assert [(t.params, t.user_attrs["seed"], t.system_attrs["failed_trial"]) for t in waiting] == [
+        ({"train.seed": 1}, 1, 0), ({"train.seed": 2}, 2, 1)]
+    retry = waiting[1]  # its re-run fails again with an ordinary error: no third attempt
+    study.add_trial(optuna.trial.create_trial(state=State.FAIL, params=retry.params, distributions=dist,
+                                              user_attrs={"seed": 2, "status_reason": "RuntimeError: boom"},
+                                              system_attrs={"failed_trial": 1, "retry_history": [1]}))
+    assert requeue_interrupted(study, any_failure=True) == 0

@@ -114,10 +114,10 @@ def _prepare_seeded(study_file, name: str, config: dict, seeds: list[int], optio
         raise StudyError(f"study {name!r} in this storage was run with another configuration or seeds than "
                          "tuning selects now (was the space or compare section changed?); use another name, "
                          "--out or --storage")
-    requeued = requeue_interrupted(study)
+    requeued = requeue_interrupted(study, any_failure=True)
     done = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE)
-    log(f"  {name}: {done} of {len(seeds)} runs finished" + (f", {requeued} interrupted re-queued" if requeued
-                                                                else ""))
+    log(f"  {name}: {done} of {len(seeds)} runs finished" + (f", {requeued} re-queued (interrupted or failed)"
+                                                                if requeued else ""))
     return seeded
 
 
@@ -184,19 +184,27 @@ def _preload_and_release(storage) -> None:
         engine.dispose()
 
 
-def requeue_interrupted(study: optuna.Study) -> int:
+def requeue_interrupted(study: optuna.Study, any_failure: bool = False) -> int:
     """Queue again every trial stopped by Ctrl-C/SIGTERM that has no re-run yet; return how many.
 
     The re-run keeps the trial's parameters and user attributes (its seed) and is marked as a retry
     (Optuna's ``RetryHeartbeatStaleTrialCallback``), so it replaces the trial in the count of the budget.
+    With ``any_failure`` (the confirmation and control runs, where every seed must have a result) a trial that
+    failed for another reason is re-run too, once: a crash is retried, a configuration that diverges on a
+    seed stays failed and the verdict counts that arm's seeds as fewer.
     """
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     queued = 0
     for t in trials:
-        reason = str(t.user_attrs.get("status_reason", ""))
-        if t.state == TrialState.FAIL and reason.startswith("interrupted") and t.number not in retried:
+        if t.state != TrialState.FAIL or t.number in retried:
+            continue
+        interrupted = str(t.user_attrs.get("status_reason", "")).startswith("interrupted")
+        if interrupted:
             optuna.storages.RetryHeartbeatStaleTrialCallback()(study, t)
+            queued += 1
+        elif any_failure and not t.system_attrs.get("retry_history"):
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, t)
             queued += 1
     return queued
 

@@ -49,7 +49,9 @@ def seeded_study_file(study_file, name: str, config: dict[str, Any], seeds: list
     """A study that trains ``config`` once per seed: every parameter fixed, ``train.seed`` one of ``seeds``."""
     nodes = tuple(Choice(key, (value,), ((),)) for key, value in config.items() if key != "train.seed")
     nodes += (Choice("train.seed", tuple(seeds), tuple(() for _ in seeds)),)
-    study = {**study_file.study, "n_trials": len(seeds), "sampler": dict(QUEUED), "pruner": None}
+    # a failed seed is reported in the verdict (fewer seeds), not a reason to stop the others
+    study = {**study_file.study, "n_trials": len(seeds), "sampler": dict(QUEUED), "pruner": None,
+             "max_fail_fraction": 1.0}
     return dataclasses.replace(study_file, name=name, space=SearchSpace(nodes, (), study_file.space.source),
                                study=study, compare=None)
 
