@@ -72,7 +72,12 @@ def _ci(mean, low, high, signed: bool = False) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
     f = "{:+.4g}" if signed else "{:.4g}"
-    return f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
+    return f"{f.format(_zero(mean))} [{f.format(_zero(low))}, {f.format(_zero(high))}]"
+
+
+def _zero(x: float) -> float:
+    """0 for a rounding residue (a mean difference of equal numbers can come out as 1e-18)."""
+    return 0.0 if abs(x) < 1e-12 else x
 
 
 def _num(x) -> str:

@@ -152,7 +152,8 @@ def sentence(row: Row, rows: list[Row], spec, direction: str) -> str:
 
 
 def _iv(iv: Interval) -> str:
-    return f"{iv.mean:+.4g} [{iv.low:+.4g}, {iv.high:+.4g}]"
+    mean, low, high = (0.0 if abs(x) < 1e-12 else x for x in (iv.mean, iv.low, iv.high))
+    return f"{mean:+.4g} [{low:+.4g}, {high:+.4g}]"
 
 
 def _judge(iv: Interval, adjusted: float, sign: float, n: int, other: str) -> str:
