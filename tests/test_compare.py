@@ -80,12 +80,20 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     console = capsys.readouterr().out.strip().splitlines()
     assert console[-1].startswith("| ") and console[-8].startswith("| arm | kind")  # ends with the table
     storage = f"sqlite:///{out / 'study.db'}"
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from momsearch.search.records import Records
+
+    records = Records(FileSystemArtifactStore(str(out / "artifacts")))
+
+    def config_of(trial) -> dict:
+        return records.config(trial)
 
     tuning_seeds, best = set(), {}
     for arm in ARMS:  # equal budgets, each over its own sub-space
         trials = load(storage, f"cmp.{arm}").get_trials()
         assert len(fresh(trials)) == 3 and all(t.state != State.RUNNING for t in trials)
-        assert {t.user_attrs["config"]["block.rnn.rule"] for t in trials} == {arm}
+        assert {config_of(t)["block.rnn.rule"] for t in trials} == {arm}
         tuning_seeds |= {t.user_attrs["seed"] for t in trials}
         done = [t for t in trials if t.state == State.COMPLETE]
         best[arm] = max(done, key=lambda t: (t.value, -t.number))
@@ -100,21 +108,21 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
         confirm_seeds = confirm_seeds or seeds
         assert seeds == confirm_seeds
         for t in trials:
-            config = dict(t.user_attrs["config"])
+            config = dict(config_of(t))
             assert config.pop("train.seed") == t.user_attrs["seed"]
-            expected = {k: v for k, v in best[arm].user_attrs["config"].items() if k != "train.seed"}
+            expected = {k: v for k, v in config_of(best[arm]).items() if k != "train.seed"}
             assert config == expected
 
-    hb = best["heavy_ball"].user_attrs["config"]
+    hb = config_of(best["heavy_ball"])
     mu, s = hb["block.rnn.rule.heavy_ball.mu"], hb["block.rnn.rule.heavy_ball.s"]
     for t in load(storage, "cmp.heavy_ball.control").get_trials():
-        assert t.user_attrs["config"]["block.rnn.rule.heavy_ball.mu"] == 0.0
-        assert t.user_attrs["config"]["block.rnn.rule.heavy_ball.s"] == s / (1 - mu)
-    adam = best["adam"].user_attrs["config"]
+        assert config_of(t)["block.rnn.rule.heavy_ball.mu"] == 0.0
+        assert config_of(t)["block.rnn.rule.heavy_ball.s"] == s / (1 - mu)
+    adam = config_of(best["adam"])
     control_trials = load(storage, "cmp.adam.control").get_trials()
     assert sorted(t.user_attrs["seed"] for t in control_trials) == confirm_seeds
     for t in control_trials:
-        config = t.user_attrs["config"]
+        config = config_of(t)
         assert config["block.rnn.rule"] == "rmsprop"
         mu, s = adam["block.rnn.rule.adam.mu"], adam["block.rnn.rule.adam.s"]
         assert config["block.rnn.rule.rmsprop.s"] == s / (1 - mu)

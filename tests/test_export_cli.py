@@ -14,6 +14,7 @@ import yaml
 from tiny_study import TINY_SPACE
 
 from momsearch.cli import main
+from momsearch.search.records import Records
 from momsearch.search.storage import default_url
 
 pytestmark = pytest.mark.slow
@@ -66,7 +67,8 @@ def test_export_best_writes_verified_files(study, tmp_path, capsys):
     best = optuna.load_study(study_name="tiny", storage=study[2]).best_trial
     spec = yaml.safe_load((out / "spec.yaml").read_text())
     assert spec["study"] == "tiny" and spec["trial"] == best.number
-    assert spec["config"] == best.user_attrs["config"]
+    store = optuna.artifacts.FileSystemArtifactStore(str(study[1] / "artifacts"))
+    assert spec["config"] == Records(store).config(best)  # the configuration in the trial's record
     assert spec["resolved"]["block"]["kind"] == "rnn"
     assert spec["metrics"]["accuracy"] == best.user_attrs["accuracy"]
     assert set(spec["versions"]) == {"torch", "momsearch"}

@@ -19,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
 from ..errors import StudyError
 from .compare_plan import arm_study_file, confirm_seeds, control_config, seeded_study_file
+from .records import Records
 from .study import RunOptions, create_or_load, run, storage_for
 
 
@@ -36,6 +38,8 @@ class ArmResult:
     confirm: optuna.Study | None = None
     control: optuna.Study | None = None
     control_text: str = ""
+    config: dict | None = None  # the best trial's full configuration (from its record)
+    records: Records | None = None  # reads the runs' records (configuration, per-epoch history)
 
 
 def run_compare(study_file, options: RunOptions,
@@ -65,13 +69,21 @@ def run_compare(study_file, options: RunOptions,
     tuned = {}
     for arm in arms:
         tuned[arm.name] = _run(arm_study_file(study_file, arm), options, storage, log)
-    results = [ArmResult(arm.name, tuned[arm.name], _best(tuned[arm.name], study_file)) for arm in arms]
+    records = Records(FileSystemArtifactStore(str(resolved.artifacts)) if resolved.artifacts.is_dir() else None)
+    results = []
+    for arm in arms:
+        best = _best(tuned[arm.name], study_file)
+        config = records.config(best)
+        if config is None:
+            raise StudyError(f"study {tuned[arm.name].study_name!r}: the record of its best trial "
+                             f"{best.number} is not in {resolved.artifacts} (pass --artifacts)")
+        results.append(ArmResult(arm.name, tuned[arm.name], best, config=config, records=records))
     used = {int(t.user_attrs["seed"]) for s in tuned.values() for t in s.get_trials(deepcopy=False)
             if "seed" in t.user_attrs}
     seeds = confirm_seeds(used, spec.seeds, study_file.study["seed"])
     log(f"compare {study_file.name}: phase 2/3, confirming each arm's best over {len(seeds)} fresh seeds")
     confirm = {r.name: _prepare_seeded(study_file, f"{study_file.name}.{r.name}.confirm",
-                                       r.best.user_attrs["config"], seeds, options, storage, log) for r in results}
+                                       r.config, seeds, options, storage, log) for r in results}
     _run_all(list(confirm.values()), options, storage, log)
     for result in results:
         result.confirm = optuna.load_study(study_name=confirm[result.name].name, storage=storage)
@@ -79,7 +91,7 @@ def run_compare(study_file, options: RunOptions,
         log(f"compare {study_file.name}: phase 3/3, controls (mu = 0, s / (1 - mu)) over the same seeds")
         controls = {}
         for result in results:
-            control, result.control_text = control_config(result.best.user_attrs["config"])
+            control, result.control_text = control_config(result.config)
             if control is not None:
                 controls[result.name] = _prepare_seeded(study_file, f"{study_file.name}.{result.name}.control",
                                                         control, seeds, options, storage, log)

@@ -38,7 +38,7 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def seeded_runs(study, test_metric: str, metric: str) -> tuple[dict, list, list, dict]:
+def seeded_runs(study, test_metric: str, metric: str, records=None) -> tuple[dict, list, list, dict]:
     """Per seed, the test metric, device seconds, total NFE and validation curve of a study's completed runs."""
     values, seconds, nfe, curves = {}, [], [], {}
     for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
@@ -48,7 +48,8 @@ def seeded_runs(study, test_metric: str, metric: str) -> tuple[dict, list, list,
         values[seed] = float(t.user_attrs[test_metric])
         seconds.append(float(t.user_attrs.get("device_seconds", math.nan)))
         nfe.append(float(t.user_attrs.get("nfe_total") or 0.0))
-        curves[seed] = [float(e[metric]) for e in t.user_attrs.get("history", []) if metric in e]
+        history = records.history(t) if records is not None else t.user_attrs.get("history") or []
+        curves[seed] = [float(e[metric]) for e in history if metric in e]
     return values, seconds, nfe, curves
 
 
@@ -63,7 +64,7 @@ def build_rows(results, spec, describe) -> list[Row]:
     base_metric = spec.metric
     rows = []
     for result in sorted(results, key=lambda r: r.name != spec.baseline):
-        values, seconds, nfe, curves = seeded_runs(result.confirm, spec.test_metric, base_metric)
+        values, seconds, nfe, curves = seeded_runs(result.confirm, spec.test_metric, base_metric, result.records)
         tuning = [t for t in result.tuning.get_trials(deepcopy=False)
                   if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
                   and "failed_trial" not in t.system_attrs]
@@ -73,7 +74,7 @@ def build_rows(results, spec, describe) -> list[Row]:
         rows[-1].extra["tuning_device_seconds"] = sum(float(t.user_attrs.get("device_seconds") or 0.0)
                                                       for t in result.tuning.get_trials(deepcopy=False))
         if result.control is not None:
-            values, seconds, nfe, curves = seeded_runs(result.control, spec.test_metric, base_metric)
+            values, seconds, nfe, curves = seeded_runs(result.control, spec.test_metric, base_metric, result.records)
             rows.append(Row(f"{result.name}:control", "control", result.control_text, values, seconds, nfe,
                             curves, control_of=result.name))
     by_name = {row.arm: row for row in rows}

@@ -19,7 +19,8 @@ from ..builder import build
 from ..errors import ExportError, StudyError
 from ..standalone import verify_many, write_export
 from ..standalone.pt2 import export_pt2
-from .lookup import artifact_dir, open_study
+from .lookup import artifact_dir, default_out, open_study
+from .records import Records
 from .results import best_trials
 
 FORMATS = ("py", "pt2")
@@ -38,7 +39,8 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
         pareto: export the K best Pareto-optimal trials instead (single objective: the K best trials),
             each into ``out/trial_<number>/``.
         storage: Optuna storage URL when ``study`` is a file or name.
-        runs: the study's output directory (default ``runs/<study name>/``) when ``study`` is a file or name.
+        runs: the study's output directory (default ``runs/<study name>/``); its ``artifacts/`` holds the weights
+            when the directory recorded in the study does not exist (a study copied or moved elsewhere).
         force: replace a non-empty ``out``.
         format: ``py``, or ``pt2`` to also write ``cell.pt2`` (``torch.export``, fixed sequence length).
 
@@ -56,19 +58,20 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise ExportError(f"out={str(out)!r}: exists and is not empty (pass --force to replace it)")
-    if isinstance(study, optuna.Study):
-        artifacts = Path(study.user_attrs.get("artifact_dir", ""))
+    if isinstance(study, optuna.Study):  # e.g. a copied study: its recorded directory, else <runs>/artifacts
+        artifacts = artifact_dir(study, Path(runs) if runs else default_out(study.study_name))
     else:
         study, runs_dir = open_study(str(study), storage, runs)
         artifacts = artifact_dir(study, runs_dir)
-    chosen = _choose(study, trial, pareto)
     store = optuna.artifacts.FileSystemArtifactStore(str(artifacts))
+    records = Records(store)  # each trial's configuration and weights id
+    chosen = _choose(study, trial, pareto, records)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         dirs = [tmp] if pareto is None else [tmp / f"trial_{t.number}" for t in chosen]
         io = study.user_attrs.get("io")  # one storage read for every chosen trial
-        checks = [_write(study, t, io, d, store, format) for t, d in zip(chosen, dirs, strict=True)]
+        checks = [_write(study, t, io, records, d, store, format) for t, d in zip(chosen, dirs, strict=True)]
         problems, refused = verify_many(checks)
         if not refused:
             raise ExportError("round-trip check: momsearch could still be imported in the isolated interpreter")
@@ -81,7 +84,8 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     return [out] if pareto is None else [out / d.name for d in dirs]
 
 
-def _choose(study: optuna.Study, number: int | None, pareto: int | None) -> list[optuna.trial.FrozenTrial]:
+def _choose(study: optuna.Study, number: int | None, pareto: int | None,
+            records: Records) -> list[optuna.trial.FrozenTrial]:
     """The trials to export; StudyError/ExportError for a missing or unusable trial."""
     trials = study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -90,7 +94,7 @@ def _choose(study: optuna.Study, number: int | None, pareto: int | None) -> list
         if found is None:
             raise StudyError(f"trial={number}: study {study.study_name!r} has no such trial "
                              f"(trials 0..{len(trials) - 1})" if trials else f"trial={number}: the study has no trials")
-        if found.state != optuna.trial.TrialState.COMPLETE or "weights_artifact" not in found.user_attrs:
+        if found.state != optuna.trial.TrialState.COMPLETE or records.weights(found) is None:
             reason = found.user_attrs.get("status_reason")
             raise ExportError(f"trial {number} is {found.state.name}" + (f" ({reason})" if reason else "")
                               + f": it has no stored weights; completed trials: {_numbers(completed)}")
@@ -110,32 +114,36 @@ def _numbers(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
     return ", ".join(str(t.number) for t in trials) or "none"
 
 
-def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None, directory: Path, store,
-           format: str):
+def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None, records: Records,
+           directory: Path, store, format: str):
     """Download the trial's weights, rebuild the searched model, write the export; returns a check triple.
 
-    ``io`` is the study's recorded task input/output (None if the study has none).
+    ``io`` is the study's recorded task input/output (None if the study has none); ``records`` reads the
+    trial's configuration and weights id.
     """
-    attrs = trial.user_attrs
-    if "config" not in attrs or io is None:
+    attrs, config, weights_id = trial.user_attrs, records.config(trial), records.weights(trial)
+    if config is None and "record_artifact" in attrs:
+        raise ExportError(f"trial {trial.number}: cannot read its record {attrs['record_artifact']!r} in the "
+                          "study's artifact store; name the study's output directory (--runs)")
+    if config is None or io is None:
         raise ExportError(f"trial {trial.number}: no recorded configuration/io (a study from an older momsearch?)")
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "weights.pt"
     try:
         optuna.artifacts.download_artifact(artifact_store=store, file_path=str(weights),
-                                           artifact_id=attrs["weights_artifact"])
+                                           artifact_id=weights_id)
     except Exception as exc:  # the store raises its own errors for a missing or unreadable artifact
         raise ExportError(f"trial {trial.number}: cannot read its weights artifact "
-                          f"{attrs['weights_artifact']!r} ({type(exc).__name__}: {exc})") from None
+                          f"{weights_id!r} ({type(exc).__name__}: {exc})") from None
     state_dict = torch.load(weights, map_location="cpu", weights_only=True)
-    model = build(attrs["config"], io["input_size"], io["output_size"], input=io["input"], target=io["target"])
+    model = build(config, io["input_size"], io["output_size"], input=io["input"], target=io["target"])
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         raise ExportError(f"trial {trial.number}: stored weights do not fit its configuration ({exc})") from None
     info = {"study": study.study_name, "trial": trial.number, "values": list(trial.values),
             "objectives": study.metric_names, "seed": attrs.get("seed"), "metrics": dict(attrs)}
-    write_export(directory, attrs["config"], io, state_dict, info)
+    write_export(directory, config, io, state_dict, info)
     if format == "pt2":
         export_pt2(directory, model, io)
     return directory, model, io
