@@ -65,9 +65,8 @@ def build_rows(results, spec, describe) -> list[Row]:
     rows = []
     for result in sorted(results, key=lambda r: r.name != spec.baseline):
         values, seconds, nfe, curves = seeded_runs(result.confirm, spec.test_metric, base_metric, result.records)
-        tuning = [t for t in result.tuning.get_trials(deepcopy=False)
-                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                  and "failed_trial" not in t.system_attrs]
+        tuning = [t for t in result.tuning.get_trials(deepcopy=False)  # the budget: trials with a result
+                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         kind = "baseline" if result.name == spec.baseline else "arm"
         rows.append(Row(result.name, kind, describe(result.best.params), values, seconds, nfe,
                         curves, len(tuning), note=result.control_text if spec.controls else ""))
