@@ -21,6 +21,7 @@ COMMANDS = {
     "report": "momsearch.commands.report",
     "export": "momsearch.commands.export",
     "storage-proxy": "momsearch.commands.storage_proxy",
+    "compare": "momsearch.commands.compare",
 }
 
 

@@ -29,6 +29,10 @@ def main(args: argparse.Namespace) -> int:
         objectives = ", ".join(f"{metric} ({direction})" for metric, direction in study.objectives.items())
         print(f"{args.file}: valid study file {study.name!r}")
         print(f"task: {task}; objectives: {objectives}; n_trials: {study.study['n_trials']}")
+        if study.compare is not None:
+            c = study.compare
+            print(f"compare: arms {', '.join(arm.name for arm in c.arms)} (baseline {c.baseline}); "
+                  f"{c.trials_per_arm} trials per arm, {c.seeds} seeds, controls {'on' if c.controls else 'off'}")
     else:
         space = SearchSpace(*parse_space(data), source=path)
         print(f"{args.file}: valid space file")

@@ -12,12 +12,13 @@ from .. import catalog
 from ..catalog.params import unknown
 from ..errors import SpecError
 from .checks import SCALARS, check_keys, check_value, mapping
+from .compare import parse_compare_section
 from .parse import parse_space
 from .settings import parse_study_section
 from .space import SearchSpace
 from .yaml_io import read_yaml
 
-KEYS = ("name", "task", "objectives", "space", "train", "study")
+KEYS = ("name", "task", "objectives", "space", "train", "study", "compare")
 REQUIRED = ("name", "task", "objectives", "space")
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
@@ -38,6 +39,7 @@ class StudyFile:
         train: the fixed training settings written in the file (the top-level ``train``).
         study: the ``study:`` section with every default filled.
         path: the file, if read from one.
+        compare: the ``compare:`` section (``momsearch.spec.compare.CompareSpec``), or None.
     """
 
     name: str
@@ -47,6 +49,7 @@ class StudyFile:
     train: dict[str, Any]
     study: dict[str, Any]
     path: Path | None = None
+    compare: Any = None
 
 
 def is_study_file(data: Any) -> bool:
@@ -85,7 +88,10 @@ def parse_study_file(data: Any, path: Path | None = None) -> StudyFile:
         study["prune_on"] = next(iter(objectives))
     else:
         _metric("study.prune_on", study["prune_on"], task)
-    return StudyFile(name, task, objectives, space, train, study, path)
+    compare = None
+    if "compare" in data:
+        compare = parse_compare_section(data["compare"], space.nodes, objectives)
+    return StudyFile(name, task, objectives, space, train, study, path, compare)
 
 
 def _task(value: Any, base: Path) -> dict:
