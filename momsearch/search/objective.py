@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 from collections.abc import Mapping
@@ -129,4 +130,6 @@ class Objective:
             artifact_id = optuna.artifacts.upload_artifact(
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial,
                 mimetype="application/octet-stream")  # a guess from ".pt" says "SNES page table"
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()  # export checks the file against it
         trial.set_user_attr("weights_artifact", artifact_id)
+        trial.set_user_attr("weights_sha256", digest)

@@ -13,6 +13,7 @@ import optuna
 import sqlalchemy
 
 from ..errors import StudyError
+from ..redact import redact, scrub
 
 SQLITE_NAME = "study.db"
 SCHEMA_RACE_RETRIES = 5
@@ -53,11 +54,11 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     try:
         storage = _create(url, engine_kwargs, heartbeat)
     except ImportError as exc:
-        raise StudyError(f"storage {url!r}: missing database driver ({exc}); "
+        raise StudyError(f"storage {redact(url)!r}: missing database driver ({scrub(str(exc), url)}); "
                          "for PostgreSQL install momsearch[postgres]") from None
     except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"storage {_redact(url)!r}: cannot open ({first})") from None
+        raise StudyError(f"storage {redact(url)!r}: cannot open ({scrub(first, url)})") from None
     if url.startswith("sqlite"):
         _write_ahead_log(storage)
     return storage
@@ -91,9 +92,5 @@ def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
 
 
 def _redact(url: str) -> str:
-    """Hide a password in a storage URL."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
-    return url
+    """Hide a password in a storage URL (see :func:`momsearch.redact.redact`)."""
+    return redact(url)

@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import StudyError
+from .lookup import artifact_record, check_artifact_store
 from .storage import ARTIFACT_DIR, default_url, open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -92,10 +93,13 @@ def create_or_load(study_file, storage: optuna.storages.BaseStorage, artifacts: 
     recorded = study.user_attrs.get("momsearch")
     if recorded is None:
         study.set_user_attr("momsearch", record(study_file))
-        study.set_user_attr("artifact_dir", str(artifacts.resolve()))
+        for key, value in artifact_record(artifacts, getattr(storage, "url", None)).items():
+            study.set_user_attr(key, value)
     elif recorded["task"] != json.loads(json.dumps(study_file.task)):
         raise StudyError(f"study {study_file.name!r} already exists with task {recorded['task']} (this file: "
                          f"{study_file.task}); its trials would not compare: use another name or storage")
+    else:
+        check_artifact_store(study, artifacts, getattr(storage, "url", None))
     return study
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..catalog.params import Param
-from ..errors import SpecError
+from ..errors import SpecError, quote
 from .checks import SCALARS, check_keys, check_value, mapping
 
 STUDY = {
@@ -54,12 +54,12 @@ def parse_study_section(data: Any) -> dict[str, Any]:
     check_keys("study", data, list(STUDY) + list(EXTRA))
     out = {key: check_value(f"study.{key}", param, data.get(key, param.default)) for key, param in STUDY.items()}
     if not DEVICE.fullmatch(out["device"]):
-        raise SpecError(f"study.device: {out['device']!r} is not auto, cpu, cuda or cuda:N")
+        raise SpecError(f"study.device: {quote(out['device'])} is not auto, cpu, cuda or cuda:N")
     out["sampler"] = _named("study.sampler", data.get("sampler", DEFAULT_SAMPLER), none_allowed=False)
     out["pruner"] = _named("study.pruner", data.get("pruner", DEFAULT_PRUNER), none_allowed=True)
     prune_on = data.get("prune_on")
     if prune_on is not None and not isinstance(prune_on, str):
-        raise SpecError(f"study.prune_on: expected a metric name, got {prune_on!r}")
+        raise SpecError(f"study.prune_on: expected a metric name, got {quote(prune_on)}")
     out["prune_on"] = prune_on
     return out
 
@@ -72,10 +72,10 @@ def _named(path: str, value: Any, none_allowed: bool) -> dict | None:
         value = {"name": value}
     if not isinstance(value, Mapping) or not isinstance(value.get("name"), str) or not value["name"]:
         nothing = ", or none" if none_allowed else ""
-        raise SpecError(f"{path}: expected a class name or a mapping with a name{nothing}, got {value!r}")
+        raise SpecError(f"{path}: expected a class name or a mapping with a name{nothing}, got {quote(value)}")
     for key, item in value.items():
         if not isinstance(key, str):
-            raise SpecError(f"{path}: keyword names must be strings, got {key!r}")
+            raise SpecError(f"{path}: keyword names must be strings, got {quote(key)}")
         if not isinstance(item, (*SCALARS, list, Mapping)):
-            raise SpecError(f"{path}.{key}: expected plain YAML data, got {item!r}")
+            raise SpecError(f"{path}.{key}: expected plain YAML data, got {quote(item)}")
     return dict(value)

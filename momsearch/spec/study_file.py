@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import catalog
 from ..catalog.params import unknown
-from ..errors import SpecError
+from ..errors import SpecError, quote
 from .checks import SCALARS, check_keys, check_value, mapping
 from .parse import parse_space
 from .settings import parse_study_section
@@ -74,7 +74,7 @@ def parse_study_file(data: Any, path: Path | None = None) -> StudyFile:
             raise SpecError(f"{key}: missing (a study file needs {', '.join(REQUIRED)})")
     name = data["name"]
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise SpecError(f"name: {name!r} must be letters, digits, '_', '.' or '-'")
+        raise SpecError(f"name: {quote(name)} must be letters, digits, '_', '.' or '-'")
     base = path.parent if path is not None else Path.cwd()
     task = _task(data["task"], base)
     objectives = _objectives(data["objectives"], task)
@@ -108,15 +108,15 @@ def _task(value: Any, base: Path) -> dict:
     if key == "module":
         module = data["module"]
         if not isinstance(module, str) or not MODULE.fullmatch(module):
-            raise SpecError(f"task.module: expected 'package.module:function', got {module!r}")
+            raise SpecError(f"task.module: expected 'package.module:function', got {quote(module)}")
         for k, v in rest.items():
             if not isinstance(k, str) or not isinstance(v, (*SCALARS, list, Mapping)):
-                raise SpecError(f"task.{k}: expected plain YAML data, got {v!r}")
+                raise SpecError(f"task.{k}: expected plain YAML data, got {quote(v)}")
         return {"module": module, "params": dict(rest)}
     check_keys("task", rest, ())
     file = data["npz"]
     if not isinstance(file, str):
-        raise SpecError(f"task.npz: expected a file path, got {file!r}")
+        raise SpecError(f"task.npz: expected a file path, got {quote(file)}")
     resolved = (base / file).resolve()
     if not resolved.is_file():
         raise SpecError(f"task.npz: {resolved}: file not found")
@@ -166,7 +166,7 @@ def _space(value: Any, path: Path | None, base: Path, train: dict) -> SearchSpac
     if isinstance(value, str):
         source = (base / value).resolve()
         if path is not None and source == path.resolve():
-            raise SpecError(f"space: {value!r} refers to the study file itself; point to a space file "
+            raise SpecError(f"space: {quote(value)} refers to the study file itself; point to a space file "
                             "(block:, train:) or write the space inline")
         value = read_yaml(source, "space")
         if is_study_file(value):
