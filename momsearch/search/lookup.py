@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 
 from ..catalog.params import did_you_mean
-from ..errors import StudyError
+from ..errors import StudyError, quote
 from ..redact import redact, storage_from_env
 from .storage import ARTIFACT_DIR, default_url, open_storage
 
@@ -34,7 +34,14 @@ def locate(target: str, storage: str | None = None, out: str | Path | None = Non
         study_file = load_study_file(path)
         name, file_storage = study_file.name, study_file.study.get("storage")
     else:
-        name = target
+        from ..errors import SpecError
+        from ..spec.study_file import check_name
+
+        try:
+            name = check_name(target)  # never '..' or a path: runs/<name>/ must stay inside runs/
+        except SpecError:
+            raise StudyError(f"{quote(target)}: neither a study file nor a valid study name (letters, digits, "
+                             "'_', '.', '-'; not '.' or '..')") from None
     out_dir = Path(out) if out else default_out(name)
     url = storage_from_env(storage) or file_storage or default_url(out_dir)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():

@@ -18,6 +18,7 @@ import torch
 from ..builder import build
 from ..errors import MomsearchError
 from ..spec import resolve
+from ..tasks.arrays import check_model_size
 from ..train import fit
 from .pruning import make_callback
 
@@ -115,6 +116,8 @@ class Objective:
             self.task = self.load_task()
             record_io(trial.study, self.task)
         task = self.task
+        check_model_size(study.name, config, {"input_size": task.input_size, "output_size": task.output_size,
+                                              "input": task.input, "target": task.target})  # before allocating
         torch.manual_seed(seed)
         model = build(config, task.input_size, task.output_size, input=task.input, target=task.target)
         has_nfe = any(hasattr(m, "nfe_forward") for m in model.modules())

@@ -20,7 +20,7 @@ STUDY = {
                      low=0.0, low_open=True, nullable=True),
     "storage": Param("str", None, "Optuna storage URL (null: SQLite file under the output directory)",
                      nullable=True),
-    "seed": Param("int", 0, "study seed; per-trial seeds derive from it", low=0),
+    "seed": Param("int", 0, "study seed; per-trial seeds derive from it", low=0, high=2**32 - 1),
     "max_fail_fraction": Param("float", 0.5, "stop when more than this fraction of trials failed",
                                low=0.0, high=1.0),
     "heartbeat_interval": Param("int", 60, "seconds between heartbeats of a running trial (RDB storages)", low=1),
@@ -53,8 +53,10 @@ def parse_study_section(data: Any) -> dict[str, Any]:
     data = mapping("study", data, "a mapping of study settings")
     check_keys("study", data, list(STUDY) + list(EXTRA))
     out = {key: check_value(f"study.{key}", param, data.get(key, param.default)) for key, param in STUDY.items()}
-    if not DEVICE.fullmatch(out["device"]):
-        raise SpecError(f"study.device: {quote(out['device'])} is not auto, cpu, cuda or cuda:N")
+    check_device_form("study.device", out["device"])
+    if out["grace_period"] <= out["heartbeat_interval"]:
+        raise SpecError(f"study.grace_period: {out['grace_period']} must be greater than study.heartbeat_interval "
+                        f"({out['heartbeat_interval']}): a running trial would be failed between two heartbeats")
     out["sampler"] = _named("study.sampler", data.get("sampler", DEFAULT_SAMPLER), none_allowed=False)
     out["pruner"] = _named("study.pruner", data.get("pruner", DEFAULT_PRUNER), none_allowed=True)
     prune_on = data.get("prune_on")
@@ -62,6 +64,32 @@ def parse_study_section(data: Any) -> dict[str, Any]:
         raise SpecError(f"study.prune_on: expected a metric name, got {quote(prune_on)}")
     out["prune_on"] = prune_on
     return out
+
+
+def check_device_form(path: str, device: Any) -> str:
+    """``device`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; SpecError naming ``path`` otherwise."""
+    if not isinstance(device, str) or not DEVICE.fullmatch(device):
+        raise SpecError(f"{path}: {quote(device)} is not auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_run_flags(**flags: Any) -> None:
+    """Check command-line overrides of the ``study:`` section (``n_trials``, ``timeout``, ``jobs``,
+    ``threads``, ``device``; None: not given) with the same rules as the file's values.
+
+    Raises:
+        SpecError: ``--timeout=0: ...`` naming the flag, the value and the valid range.
+    """
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key not in STUDY:
+            raise SpecError(f"--{key.replace('_', '-')}: not a study setting")
+        path = f"--{key.replace('_', '-')}"
+        if key == "device":
+            check_device_form(path, value)
+        else:
+            check_value(path, STUDY[key], value)
 
 
 def _named(path: str, value: Any, none_allowed: bool) -> dict | None:

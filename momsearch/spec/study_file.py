@@ -20,6 +20,7 @@ from .yaml_io import read_yaml
 KEYS = ("name", "task", "objectives", "space", "train", "study")
 REQUIRED = ("name", "task", "objectives", "space")
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NAME = 100  # runs/<name>/ must be a valid folder name everywhere (255 bytes), with room for suffixes
 MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 DIRECTIONS = ("maximize", "minimize")
 # metrics that exist for one kind of task only (accuracy for classification, mse for regression)
@@ -73,8 +74,7 @@ def parse_study_file(data: Any, path: Path | None = None) -> StudyFile:
         if key not in data:
             raise SpecError(f"{key}: missing (a study file needs {', '.join(REQUIRED)})")
     name = data["name"]
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise SpecError(f"name: {quote(name)} must be letters, digits, '_', '.' or '-'")
+    check_name(name)
     base = path.parent if path is not None else Path.cwd()
     task = _task(data["task"], base)
     objectives = _objectives(data["objectives"], task)
@@ -86,6 +86,19 @@ def parse_study_file(data: Any, path: Path | None = None) -> StudyFile:
     else:
         _metric("study.prune_on", study["prune_on"], task)
     return StudyFile(name, task, objectives, space, train, study, path)
+
+
+def check_name(name: Any) -> str:
+    """A study name: 1 to :data:`MAX_NAME` letters, digits, ``_``, ``.`` or ``-``, starting with a letter, digit
+    or ``_`` (it names the folder ``runs/<name>/``: no path separators, no ``.``/``..``, no hidden folder)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise SpecError(f"name: {quote(name)} must be letters, digits, '_', '.' or '-' (no path separators)")
+    if len(name) > MAX_NAME:
+        raise SpecError(f"name: {quote(name)} is {len(name)} characters long; at most {MAX_NAME}")
+    if name.startswith(".") or name.startswith("-"):
+        raise SpecError(f"name: {quote(name)} must start with a letter, a digit or '_' (it names the folder "
+                        "runs/<name>/; '.' and '..' are this folder and its parent)")
+    return name
 
 
 def _task(value: Any, base: Path) -> dict:
