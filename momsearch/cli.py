@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     wanted = [a for a in argv[:1] if a in COMMANDS]
     # Import only the subcommand asked for (help lists them all).
-    args = _parser(wanted or COMMANDS).parse_args(argv)
+    try:
+        args = _parser(wanted or COMMANDS).parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2, one line printed by _Parser.error)
+        return exc.code if isinstance(exc.code, int) else 2
     urls = (getattr(args, "storage", None), os.environ.get(ENV_STORAGE))
 
     def fail(message: str) -> int:

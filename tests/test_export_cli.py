@@ -159,7 +159,6 @@ def test_force_never_replaces_the_working_directory_or_the_study(workdir, out, c
 def test_force_replaces_only_a_previous_export(workdir, capsys):
     assert main(["export", "tiny.yaml", "--out", "best"]) == 0  # the copied runs/tiny/ is self-contained
     assert (workdir / "best" / MARKER).is_file()
-
     assert main(["export", "tiny.yaml", "--trial", "0", "--out", "best", "--force"]) == 0
     assert yaml.safe_load((workdir / "best" / "spec.yaml").read_text())["trial"] == 0  # replaced
     (workdir / "best" / "keep.txt").write_text("added by the user")
