@@ -347,7 +347,6 @@ def test_a_study_on_a_password_url_leaves_no_password_in_any_file(postgres_url, 
     import json
 
     import optuna
-
     from tiny_study import TINY_SPACE
 
     url = postgres_url.replace("momsearch@", "momsearch:PASS@", 1)
