@@ -17,7 +17,7 @@ ENV_STORAGE = "MOMSEARCH_STORAGE"
 HIDDEN = "***"
 # user:password@ after the scheme, and password=... (or passwd=, pwd=) in a query string
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@?#\s]*):(?P<secret>\S*)@")
-_QUERY = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd)=)(?P<secret>[^&;#\s]*)", re.IGNORECASE)
+_QUERY = re.compile(r"""(?P<head>[?&;](?:password|passwd|pwd)=)(?P<secret>[^&;#\s'"]*)""", re.IGNORECASE)
 
 
 def storage_from_env(given: str | None) -> str | None:

@@ -363,7 +363,7 @@ def test_a_study_on_a_password_url_leaves_no_password_in_any_file(postgres_url, 
         if path.is_file():
             assert b"PASS" not in path.read_bytes(), path
     study = optuna.load_study(study_name="secretive", storage=url)
-    stored = json.dumps([study.user_attrs, study.system_attrs] + [t.user_attrs for t in study.trials])
+    stored = json.dumps([study.user_attrs] + [[t.user_attrs, t.system_attrs] for t in study.trials])
     assert "PASS" not in stored
 
 

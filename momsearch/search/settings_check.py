@@ -8,6 +8,7 @@ once, so a value Optuna's constructor refuses (a negative ``n_startup_trials``, 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,10 +49,12 @@ def check_named(path: str, spec: str | Mapping[str, Any] | None, kind: str) -> N
             raise SpecError(f"{path}.{key}: {name} has no argument {quote(key)}{did_you_mean(key, named)}; "
                             f"valid: {', '.join(named) or 'none'}")
     try:
-        if kind == "sampler":
-            samplers.make_sampler({"name": name, **kwargs}, seed=0)
-        else:
-            samplers.make_pruner({"name": name, **kwargs})
+        with warnings.catch_warnings():  # Optuna's ExperimentalWarning (group=True, ...) is not the user's problem
+            warnings.simplefilter("ignore")
+            if kind == "sampler":
+                samplers.make_sampler({"name": name, **kwargs}, seed=0)
+            else:
+                samplers.make_pruner({"name": name, **kwargs})
     except Exception as exc:  # noqa: BLE001 - whatever the constructor refuses, run would refuse too
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SpecError(first[:300] if first.startswith(path) else f"{path}: {first[:300]}") from None
