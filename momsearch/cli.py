@@ -18,6 +18,7 @@ from importlib import import_module
 from .errors import MomsearchError
 from .redact import ENV_STORAGE, scrub
 
+MAX_LINE = 1000
 DEBUG_ENV = "MOMSEARCH_DEBUG"  # set to 1 to see the traceback of an unexpected error
 
 COMMANDS = {
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def fail(message: str) -> int:
         line = " ".join(scrub(str(message), *urls).split()) or "failed"
+        if len(line) > MAX_LINE:  # a backstop: messages quote values to ~100 characters already
+            line = line[:MAX_LINE] + f"... ({len(line):,} characters)"
         print(f"momsearch {args.command}: error: {line}", file=sys.stderr)
         return 2
 

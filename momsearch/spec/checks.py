@@ -43,6 +43,7 @@ def check_keys(path: str, data: Mapping, valid) -> None:
         if not isinstance(key, str):
             raise SpecError(f"{path}: keys must be strings, got {quote(key)}")
         if key not in valid:
+            key = key if len(key) <= 100 else quote(key)
             raise SpecError(f"{join(path, key)}: unknown key{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
 
 
