@@ -224,7 +224,10 @@ def test_a_model_with_too_many_parameters_is_refused_before_it_is_allocated():
     from momsearch.tasks.arrays import check_model_size
 
     io = {"input_size": 2, "output_size": 3, "input": "sequence", "target": "last"}
-    assert 0 < check_model_size("t", {"block": "rnn", "block.rnn.hidden_size": 8}, io) < 10_000
+    assert check_model_size("t", {"block": "rnn", "block.rnn.hidden_size": 8}, io) is None  # far below: not built
+    assert check_model_size("t", {"block": "rnn", "block.rnn.hidden_size": 8}, io, limit=10_000) == 411
+    with pytest.raises(TaskError, match=r"hidden_size=8 .* 411 parameters, more than 300"):
+        check_model_size("t", {"block": "rnn", "block.rnn.hidden_size": 8}, io, limit=300)
     start = time.perf_counter()
     with pytest.raises(TaskError, match=r"block.rnn.hidden_size=200000 .* parameters, more than"):
         check_model_size("t", {"block": "rnn", "block.rnn.hidden_size": 200_000}, io)

@@ -26,7 +26,9 @@ KEYS = tuple(f"{k}_{s}" for k in ("x", "y", "times") for s in SPLITS) + META
 MAX_CLASSES = 100_000  # an output head wider than this is a mislabelled file, not a classification task
 MAX_VOCAB = 1_000_000  # token ids; the embedding has one row per id
 MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights: no searched cell is meant to be this large
-SIZE_KEYS = ("hidden_size", "d_model", "num_layers", "rnn_hidden_size", "depth", "heads", "augment")
+WIDTH_KEYS = ("hidden_size", "d_model", "rnn_hidden_size")
+DEPTH_KEYS = ("num_layers", "layers", "depth")
+SIZE_KEYS = WIDTH_KEYS + DEPTH_KEYS + ("heads", "augment")
 
 
 def from_arrays(name: str, data: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> Task:
@@ -266,8 +268,9 @@ def check_model_size(name: str, config: Mapping[str, Any], io: Mapping[str, Any]
         limit: the largest parameter count allowed.
 
     Returns:
-        The parameter count, or None where the model cannot be built without data (ODE blocks check their
-        solver options on real tensors): the real build then decides.
+        The parameter count; None where a rough bound (16 W^2 L + 4 W (input_size + output_size), W the
+        widest size, L the most layers) is under a tenth of the limit, or where the model cannot be built
+        without data (ODE blocks check their solver options on real tensors): the real build then decides.
 
     Raises:
         TaskError: too many parameters, naming the count and the configuration's sizes.
@@ -275,6 +278,8 @@ def check_model_size(name: str, config: Mapping[str, Any], io: Mapping[str, Any]
     from ..builder import build
 
     limit = MAX_PARAMETERS if limit is None else limit
+    if _rough_count(config, io) * 10 < limit:
+        return None  # far below the limit: no need to build anything (a tiny trial stays tiny)
     try:
         with torch.device("meta"):
             model = build(config, io["input_size"], io["output_size"], input=io["input"], target=io["target"])
@@ -287,3 +292,14 @@ def check_model_size(name: str, config: Mapping[str, Any], io: Mapping[str, Any]
         raise TaskError(f"task {name}: {shown or 'this configuration'} with input_size={io['input_size']} and "
                         f"output_size={io['output_size']} gives {count:,} parameters, more than {limit:,}")
     return count
+
+
+def _rough_count(config: Mapping[str, Any], io: Mapping[str, Any]) -> float:
+    """A generous bound on the parameter count from the configuration's widths and depths (inf if it names
+    no width): 16 W^2 L covers the recurrent, attention and vector-field weights, 4 W (I + O) the heads."""
+    widths = [v for k, v in config.items() if k.rsplit(".", 1)[-1] in WIDTH_KEYS and isinstance(v, int)]
+    depths = [v for k, v in config.items() if k.rsplit(".", 1)[-1] in DEPTH_KEYS and isinstance(v, int)]
+    if not widths:
+        return float("inf")
+    width, depth = max(widths), max(depths + [1])
+    return 16 * width**2 * depth + 4 * width * (io["input_size"] + io["output_size"])
