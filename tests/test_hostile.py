@@ -212,12 +212,26 @@ def test_labels_must_lie_in_the_classes_seen_in_training():
         from_arrays("t", data)
     assert from_arrays("t", {**data, "output_size": 4}).output_size == 4  # declared: 4 classes
     data["y_test"][0] = 50_000_000
-    with pytest.raises(TaskError, match=r"y_test holds label 50000000: more than 100,000 classes"):
+    with pytest.raises(TaskError, match=r"y_test holds label 50000000 \(50,000,000\): more than 100,000 classes"):
         from_arrays("t", {**data, "output_size": 50_000_001})
     data = _arrays()
     data["y_train"][0] = MAX_CLASSES
     with pytest.raises(TaskError, match=f"y_train holds label {MAX_CLASSES}"):
         from_arrays("t", data)
+
+
+def test_token_ids_must_fit_the_vocabulary():
+    from momsearch.tasks.arrays import MAX_VOCAB, from_arrays
+
+    tokens = np.arange(24 * 5).reshape(24, 5) % 7
+    data = {**_arrays(), "x_train": tokens, "x_val": tokens.copy(), "x_test": tokens.copy()}
+    assert from_arrays("t", data).input_size == 7
+    data["x_val"][0, 0] = MAX_VOCAB
+    with pytest.raises(TaskError, match=f"x_val holds token id {MAX_VOCAB} "):
+        from_arrays("t", data)
+    data["x_val"][0, 0] = 9
+    with pytest.raises(TaskError, match=r"input_size=8: must be an int >= 10"):
+        from_arrays("t", {**data, "input_size": 8})
 
 
 def test_a_model_with_too_many_parameters_is_refused_before_it_is_allocated():

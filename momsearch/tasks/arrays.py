@@ -236,8 +236,9 @@ def _check_sizes(name: str, splits: dict, input: str, metric: str, input_size: i
         for split in SPLITS:
             largest = int(splits[split][-1].max().item())
             if largest >= MAX_CLASSES:
-                raise TaskError(f"task {name}: y_{split} holds label {largest}: more than {MAX_CLASSES:,} classes "
-                                "(each class is an output unit); labels must be 0..n_classes-1")
+                raise TaskError(f"task {name}: y_{split} holds label {largest} ({largest:,}): more than "
+                                f"{MAX_CLASSES:,} classes (each class is an output unit); labels must be "
+                                "0..n_classes-1")
             if largest >= output_size:
                 raise TaskError(f"task {name}: y_{split} holds label {largest}, but there are {output_size} classes "
                                 f"(labels 0..{output_size - 1}, from y_train or output_size); labels must lie in "
@@ -248,8 +249,9 @@ def _check_sizes(name: str, splits: dict, input: str, metric: str, input_size: i
         for split in SPLITS:
             largest = int(splits[split][0].max().item())
             if largest >= MAX_VOCAB:
-                raise TaskError(f"task {name}: x_{split} holds token id {largest}: more than {MAX_VOCAB:,} token "
-                                "ids (each is a row of the embedding); ids must be 0..vocabulary-1")
+                raise TaskError(f"task {name}: x_{split} holds token id {largest} ({largest:,}): more than "
+                                f"{MAX_VOCAB:,} token ids (each is a row of the embedding); ids must be "
+                                "0..vocabulary-1")
             if largest >= input_size:
                 raise TaskError(f"task {name}: x_{split} holds token id {largest}, but input_size={input_size}")
         if input_size > MAX_VOCAB:
