@@ -248,6 +248,30 @@ def test_a_model_with_too_many_parameters_is_refused_before_it_is_allocated():
     assert time.perf_counter() - start < 5  # counted on the meta device: nothing allocated
 
 
+def test_counting_on_the_meta_device_leaves_later_real_models_alone():
+    # in a fresh interpreter: the count is the first thing that imports the blocks (and torchdiffeq)
+    probe = ("from momsearch.tasks.arrays import check_model_size; from momsearch.builder import build\n"
+             "io = {'input_size': 2, 'output_size': 2, 'input': 'static', 'target': 'static'}\n"
+             "check_model_size('t', {'block': 'ode', 'block.ode.hidden_size': 100000}, io)\n"
+             "model = build({'block': 'ode'}, 2, 2, input='static', target='static')\n"
+             "print(sum(p.numel() for p in model.parameters()), next(model.parameters()).device)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "cpu"
+
+
+@pytest.mark.parametrize("width", ["100000", "[8, 100000]", "{low: 8, high: 100000}"])
+def test_a_space_whose_largest_model_is_absurd_is_refused_before_any_trial(tmp_path, capsys, width):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\ntask: seq_digits\nobjectives: [accuracy]\nspace: {{block: {{rnn: {{hidden_size: "
+                    f"{width}}}, attention: {{}}}}}}\nstudy: {{n_trials: 1}}\n")
+    start = time.perf_counter()
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert time.perf_counter() - start < 20  # counted on the meta device, nothing allocated
+    _one_line(capsys, code, "largest rnn configuration): block.rnn.hidden_size=100000")
+    assert not (tmp_path / "out" / "study.db").exists()
+
+
 def _npz_study(tmp_path, data_path):
     path = tmp_path / "s.yaml"
     path.write_text(f"name: s\ntask: {{npz: {data_path.name}}}\nobjectives: [accuracy]\n"

@@ -259,7 +259,7 @@ def _check_sizes(name: str, splits: dict, input: str, metric: str, input_size: i
 
 
 def check_model_size(name: str, config: Mapping[str, Any], io: Mapping[str, Any],
-                     limit: int | None = None) -> int | None:
+                     limit: int | None = None, *, lower_bound: bool = False) -> int | None:
     """Count the parameters ``config`` would have for this task without allocating them (built on torch's
     ``meta`` device) and refuse more than ``limit`` (default :data:`MAX_PARAMETERS`).
 
@@ -268,6 +268,7 @@ def check_model_size(name: str, config: Mapping[str, Any], io: Mapping[str, Any]
         config: the dotted configuration (what ``space.suggest`` returns).
         io: ``input_size``, ``output_size``, ``input``, ``target``.
         limit: the largest parameter count allowed.
+        lower_bound: ``io`` is a stand-in (one input, one output) and the message says "at least".
 
     Returns:
         The parameter count; None where a rough bound (16 W^2 L + 4 W (input_size + output_size), W the
@@ -277,7 +278,11 @@ def check_model_size(name: str, config: Mapping[str, Any], io: Mapping[str, Any]
     Raises:
         TaskError: too many parameters, naming the count and the configuration's sizes.
     """
+    # Imported before entering the meta device: a module imported under it would create its module-level
+    # tensors (torchdiffeq's Butcher tableaus, say) on the meta device for good.
+    from .. import blocks  # noqa: F401
     from ..builder import build
+    from ..rules import ode  # noqa: F401
 
     limit = MAX_PARAMETERS if limit is None else limit
     if _rough_count(config, io) * 10 < limit:
@@ -291,8 +296,10 @@ def check_model_size(name: str, config: Mapping[str, Any], io: Mapping[str, Any]
     if count > limit:
         sizes = {k: v for k, v in config.items() if k.rsplit(".", 1)[-1] in SIZE_KEYS}
         shown = ", ".join(f"{k}={v}" for k, v in sizes.items())
-        raise TaskError(f"task {name}: {shown or 'this configuration'} with input_size={io['input_size']} and "
-                        f"output_size={io['output_size']} gives {count:,} parameters, more than {limit:,}")
+        with_io = (" before the task's input and output layers" if lower_bound else
+                   f" with input_size={io['input_size']} and output_size={io['output_size']}")
+        raise TaskError(f"task {name}: {shown or 'this configuration'}{with_io} gives "
+                        f"{'at least ' if lower_bound else ''}{count:,} parameters, more than {limit:,}")
     return count
 
 
