@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
@@ -78,8 +79,6 @@ def study_dir(url: str | None) -> Path | None:
 def artifact_record(artifacts: Path, url: str | None) -> dict:
     """The study attributes that say where its weights store is: the absolute path, and for a local SQLite
     study also the path relative to the study file's folder (so a copied ``runs/<name>/`` finds its own)."""
-    import os
-
     record = {"artifact_dir": str(Path(artifacts).resolve())}
     folder = study_dir(url)
     if folder is not None:
