@@ -1,12 +1,15 @@
-"""Forward+backward time of every rule of ``momsearch.blocks.RNN(cell="lstm")`` against ``torch.nn.LSTM``.
+"""Forward+backward time of every rule of ``momsearch.blocks.RNN`` against its torch twin (nn.LSTM/GRU/RNN).
 
-Also times the obvious per-step Python-loop heavy-ball LSTM cell, the implementation the fast paths replace.
-Everything runs in one process on one thread, with denormals flushed; runs are interleaved round-robin
-and the median is reported. Times are the CPU time of this process (``time.process_time``), which other
-jobs on shared cores disturb far less than wall-clock time.
+Every rule of the catalog, with the path the block chose for it (``RNN.path``) and the number of autograd
+nodes one forward records (O(1) for the fused-kernel and hand-differentiated paths, O(T) for step loops:
+on a GPU each node is at least one kernel launch). For LSTM it also times the obvious per-step Python-loop
+heavy-ball cell, the implementation the fast paths replace. Everything runs in one process on one thread,
+with denormals flushed; runs are interleaved round-robin and the median is reported. Times are the CPU time
+of this process (``time.process_time``), which other jobs on shared cores disturb far less than wall-clock.
 
-    python benchmarks/bench_rnn.py            # (B=64, T=784, I=1, H=128) and (B=32, T=256, I=32, H=256)
-    python benchmarks/bench_rnn.py --quick    # smaller sizes, a few seconds
+    python benchmarks/bench_rnn.py                        # LSTM at the large and the small (searched) sizes
+    python benchmarks/bench_rnn.py --cells lstm gru tanh  # and the GRU and tanh cells
+    python benchmarks/bench_rnn.py --quick                # smaller sizes, a few seconds
 """
 
 from __future__ import annotations
@@ -19,17 +22,15 @@ import torch
 from torch import nn
 
 from momsearch.blocks import RNN
-from momsearch.rules import Adam, HeavyBall, NesterovRestart, Plain, RMSProp
+from momsearch.catalog.rnn import RULES as RULE_PARAMS
+from momsearch.rules import make
 
-RULES = {
-    "plain": Plain(),
-    "heavy_ball": HeavyBall(mu=0.6, s=0.6),
-    "nesterov_restart": NesterovRestart(s=0.6, restart_every=10),
-    "adam": Adam(mu=0.6, s=0.6, beta=0.999),
-    "rmsprop": RMSProp(s=0.6, beta=0.999),
-}
-TARGETS = {"plain": 1.10, "heavy_ball": 1.10, "nesterov_restart": 2.0, "adam": 1.5, "rmsprop": 1.5}
-FULL = [(64, 784, 1, 128), (32, 256, 32, 256)]
+HYPER = {"mu": 0.6, "s": 0.6, "beta": 0.999, "restart_every": 10}  # every rule of the catalog, these values
+RULES = {name: make(name, **{k: v for k, v in HYPER.items() if k in params}) for name, params in RULE_PARAMS.items()}
+TARGETS = {"plain": 1.10, "heavy_ball": 1.10, "nesterov_momentum": 1.10, "nesterov_restart": 2.0, "adam": 1.5,
+           "rmsprop": 1.5}
+TWINS = {"lstm": nn.LSTM, "gru": nn.GRU, "tanh": nn.RNN}
+FULL = [(64, 784, 1, 128), (32, 256, 32, 256), (32, 256, 8, 64), (32, 256, 8, 32)]  # the last two: searched sizes
 QUICK = [(16, 128, 1, 32), (8, 64, 8, 64)]
 
 
@@ -71,14 +72,36 @@ def fwd_bwd(module: nn.Module, x: torch.Tensor):
     return run
 
 
-def measure(size: tuple[int, int, int, int], repeats: int) -> dict[str, float]:
-    """Median seconds of each contender at ``size`` = (B, T, I, H), interleaving the runs."""
+def autograd_nodes(module: nn.Module, x: torch.Tensor) -> int:
+    """Autograd nodes one forward records (every node reachable from the output's ``grad_fn``)."""
+    out = module(x)
+    out = out[0] if isinstance(out, tuple) else out
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return len(seen)
+
+
+def measure(cell: str, size: tuple[int, int, int, int], repeats: int) -> tuple[dict[str, float], dict[str, str],
+                                                                              dict[str, int]]:
+    """Median seconds, path and autograd nodes of each contender for ``cell`` at ``size`` = (B, T, I, H)."""
     B, T, I, H = size
     x = torch.randn(B, T, I)  # (B, T, I)
-    contenders = {"nn.LSTM": fwd_bwd(nn.LSTM(I, H, batch_first=True), x)}
+    twin = f"nn.{TWINS[cell].__name__}"
+    modules = {twin: TWINS[cell](I, H, batch_first=True)}
+    paths = {twin: "torch"}
     for name, rule in RULES.items():
-        contenders[name] = fwd_bwd(RNN(I, H, cell="lstm", rule=rule, batch_first=True), x)
-    contenders["naive loop"] = fwd_bwd(NaiveMomentumLSTM(I, H, mu=0.6, s=0.6), x)
+        modules[name] = RNN(I, H, cell=cell, rule=rule, batch_first=True)
+        paths[name] = modules[name].path
+    if cell == "lstm":
+        modules["naive loop"] = NaiveMomentumLSTM(I, H, mu=0.6, s=0.6)
+        paths["naive loop"] = "python loop"
+    contenders = {name: fwd_bwd(module, x) for name, module in modules.items()}
+    nodes = {name: autograd_nodes(module, x) for name, module in modules.items()}
     for run in contenders.values():  # warm-up
         run()
     times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -87,30 +110,34 @@ def measure(size: tuple[int, int, int, int], repeats: int) -> dict[str, float]:
             start = time.process_time()
             run()
             times[name].append(time.process_time() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: statistics.median(ts) for name, ts in times.items()}, paths, nodes
 
 
-def report(size: tuple[int, int, int, int], medians: dict[str, float]) -> None:
-    """Print one table: milliseconds, ratio to nn.LSTM, target, speed-up over the naive loop."""
-    base, naive = medians["nn.LSTM"], medians["naive loop"]
+def report(cell: str, size: tuple[int, int, int, int], medians: dict[str, float], paths: dict[str, str],
+           nodes: dict[str, int]) -> None:
+    """Print one table: milliseconds, ratio to the torch twin, target, path, autograd nodes per forward."""
+    twin = next(iter(medians))
+    base = medians[twin]
     B, T, I, H = size
-    print(f"\nB={B} T={T} I={I} H={H}  (forward+backward, median process time, 1 thread)")
-    print(f"{'path':<18}{'ms':>10}{'x nn.LSTM':>11}{'target':>8}{'naive/this':>12}")
+    print(f"\n{cell}: B={B} T={T} I={I} H={H}  (forward+backward, median process time, 1 thread)")
+    print(f"{'path':<19}{'ms':>9}{f'x {twin}':>11}{'target':>8}  {'block path':<14}{'nodes':>7}")
     for name, sec in medians.items():
         target = f"<={TARGETS[name]:.2f}" if name in TARGETS else ""
-        print(f"{name:<18}{1000 * sec:>10.1f}{sec / base:>11.2f}{target:>8}{naive / sec:>12.2f}")
+        print(f"{name:<19}{1000 * sec:>9.1f}{sec / base:>11.2f}{target:>8}  {paths[name]:<14}{nodes[name]:>7}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender (>= 5)")
+    parser.add_argument("--cells", nargs="+", default=["lstm"], choices=list(TWINS), help="cells to time")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    for size in QUICK if args.quick else FULL:
-        report(size, measure(size, max(args.repeats, 5)))
+    for cell in args.cells:
+        for size in QUICK if args.quick else FULL:
+            report(cell, size, *measure(cell, size, max(args.repeats, 5)))
 
 
 if __name__ == "__main__":

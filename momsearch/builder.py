@@ -78,7 +78,8 @@ def _ode(params, rule, input_size, output_size, input, target) -> Model:
     common = dict(rule=rule, hidden_size=params["hidden_size"], depth=params["depth"],
                   activation=params["activation"], solver=params["solver"], options=_ode_options(params),
                   rtol=params["rtol"], atol=params["atol"], adjoint=params["adjoint"],
-                  seminorm=params["seminorm"], m0=params["m0"], max_nfe=params["max_nfe"])
+                  seminorm=params["seminorm"], m0=params["m0"], max_nfe=params["max_nfe"],
+                  time_input=params.get("time_input", False))
     if input == "static":
         block = ODEBlock(dim=input_size, t1=params["t1"], augment=params["augment"], **common)
         return Model(block, nn.Identity(), output_size, block.output_size, input=input, target=target,

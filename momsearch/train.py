@@ -1,7 +1,8 @@
 """The training loop: ``fit(model, task, settings, callbacks)`` -> :class:`FitResult`. Knows nothing of Optuna.
 
-Callbacks receive each epoch's validation metrics; an exception they raise (e.g. ``optuna.TrialPruned``)
-leaves ``fit`` unchanged. A non-finite loss, an exceeded NFE budget or a CUDA out-of-memory error end the run
+Callbacks receive each epoch's validation metrics; a callback that raises :class:`StopRun` ends the run early
+with ``status="stopped"`` and what it measured so far (how a pruned trial keeps its cost); any other exception
+it raises leaves ``fit`` unchanged. A non-finite loss, an exceeded NFE budget or a CUDA out-of-memory error end the run
 with ``status="failed"`` and a one-line ``reason``; every other exception propagates.
 """
 
@@ -31,9 +32,11 @@ class FitResult:
     """The outcome of :func:`fit`.
 
     Attributes:
-        status: ``"complete"`` or ``"failed"``.
-        reason: ``None``, or one line saying why the run failed.
-        metrics: the ``catalog.METRICS`` keys that apply (validation metrics of the best epoch).
+        status: ``"complete"``, ``"stopped"`` (a callback raised :class:`StopRun`) or ``"failed"``.
+        reason: ``None``, or one line saying why the run stopped or failed.
+        metrics: the ``catalog.METRICS`` keys that apply: validation metrics of the best epoch, or of the last
+            epoch run when stopped (the values the callback judged; no test metrics then), and the cost of every
+            epoch run (NFE, device and wall seconds, parameters, peak memory, epochs).
         history: one dict per epoch run (``epoch``, the task metric, ``loss``, ``train_loss``).
         state_dict: weights of the best validation epoch on the CPU (``None`` if no epoch finished).
     """
@@ -43,6 +46,11 @@ class FitResult:
     metrics: dict[str, Any]
     history: list[dict] = field(default_factory=list)
     state_dict: dict[str, torch.Tensor] | None = None
+
+
+class StopRun(Exception):
+    """Raised by a callback to end the run after this epoch with ``status="stopped"``; its message is the reason
+    (e.g. ``pruned at epoch 3 by MedianPruner``)."""
 
 
 class _Failed(Exception):
@@ -89,7 +97,8 @@ def fit(model: nn.Module, task: Task, train_settings: Mapping[str, Any] | None =
         task: the task (its splits, loss and metric).
         train_settings: keys of ``catalog.TRAIN``; missing keys take the catalog defaults.
         callbacks: ``cb(epoch, metrics)`` after each epoch with that epoch's validation metrics
-            (the task metric, ``loss``, ``train_loss``, ``epoch``); exceptions they raise propagate.
+            (the task metric, ``loss``, ``train_loss``, ``epoch``); :class:`StopRun` ends the run early,
+            other exceptions propagate.
         device: ``"cpu"``, ``"cuda:1"``, ...; ``None``: CUDA when available.
         seed: seeds the shuffling and every torch random number drawn during training (the caller's
             random state is restored afterwards); the same seed gives the same metrics on the CPU.
@@ -142,8 +151,12 @@ class _Run:
                 self.best, stale = (self.sign * metric, _cpu_copy(self.model.state_dict())), 0
             else:
                 stale += 1
-            for callback in self.callbacks:
-                callback(epoch, dict(entry))
+            try:
+                for callback in self.callbacks:
+                    callback(epoch, dict(entry))
+            except StopRun as stop:
+                status, reason = "stopped", str(stop)
+                break
             if self.settings["early_stopping"] and stale >= self.settings["early_stopping"]:
                 break
         epochs.close()
@@ -217,7 +230,8 @@ class _Run:
         if self.best is not None:
             best_state = self.best[1]
             self.model.load_state_dict(best_state)
-            best = max(self.history, key=lambda e: self.sign * e[metric])
+            best = (self.history[-1] if status == "stopped"
+                    else max(self.history, key=lambda e: self.sign * e[metric]))
             metrics.update({metric: best[metric], "loss": best["loss"], "train_loss": self.history[-1]["train_loss"]})
             if status == "complete":
                 try:

@@ -10,7 +10,7 @@ from momsearch.blocks._attention_linear import linear_attention
 from momsearch.builder import build_block_model
 from momsearch.catalog.attention import RULES
 from momsearch.errors import ConfigError
-from momsearch.rules import HeavyBall, Plain, make
+from momsearch.rules import Filter, HeavyBall, Normaliser, Plain, Rule, make
 
 # hyperparameters far from the defaults, so that every coefficient matters
 TEST_VALUES = {"mu": 0.9, "s": 0.7, "beta": 0.8, "eps": 1e-8, "restart_every": 3}
@@ -41,6 +41,9 @@ def reference(q, k, v, rule, causal, padding_mask=None):
             elif rule.name == "heavy_ball":
                 p = rule.mu * p + rule.s * U
                 S = S + p
+            elif rule.name == "nesterov_momentum":
+                p = rule.mu * p + rule.s * U
+                S = S + rule.mu * p + rule.s * U
             elif rule.name == "nesterov_restart":
                 G = S + rule.s * U  # G_0 = S_0 = 0
                 S = G + rule.coefficient(step) * (G - g_prev)
@@ -103,6 +106,81 @@ def test_heavy_ball_long_sequence(mu):
     q, k, v = (x[:1, :1] for x in qkv(steps=300))
     att = Attention(DH, 1, "linear", rule, chunk_size=16).double()
     assert (att.attend(q, k, v) - reference(q, k, v, rule, True)).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("name", list(RULES))
+@pytest.mark.parametrize("causal", [True, False])
+def test_many_chunks_with_padding(name, causal):
+    """T = 150 over chunks of 16 (ten chunks, the last partial), right padding: every carried state matters."""
+    rule = rule_for(name)
+    q, k, v = (x[:2, :1] for x in qkv(steps=150))
+    padding = torch.zeros(2, 150, dtype=torch.bool)
+    padding[1, 97:] = True
+    att = Attention(DH, 1, "linear", rule, causal=causal, chunk_size=16).double()
+    assert (att.attend(q, k, v, padding) - reference(q, k, v, rule, causal, padding)).abs().max() < 1e-10
+
+
+class _GainDirect(Rule):
+    """A filter with every coefficient in use: p = 0.5·p + 0.7·U ; S += 0.3·p + 0.6·U."""
+
+    name = "gain_direct"
+
+    def filter(self, block):
+        return Filter(scale=0.7, decay=0.5, gain=0.3, direct=0.6)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("chunk", [1, 4, 64])
+def test_a_filter_with_gain_and_direct_term_is_exact(causal, chunk):
+    """The chunked form for any linear filter, not only the catalog's, against its own float64 loop."""
+    q, k, v = qkv()
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    U = fk[..., :, None] * v[..., None, :]  # (B, H, T, d, m)
+    p, S, states = torch.zeros_like(U[:, :, 0]), torch.zeros_like(U[:, :, 0]), []
+    for t in range(T):
+        p = 0.5 * p + 0.7 * U[:, :, t]
+        S = S + 0.3 * p + 0.6 * U[:, :, t]
+        states.append(S)
+    S_read = torch.stack(states, dim=2) if causal else S[:, :, None].expand_as(U)  # (B, H, T, d, m)
+    z = fk.cumsum(dim=2) if causal else fk.sum(dim=2, keepdim=True).expand_as(fk)  # (B, H, T, d)
+    want = torch.einsum("bhtd,bhtdm->bhtm", fq, S_read) / ((fq * z).sum(-1, keepdim=True) + 1e-6)
+    att = Attention(H * DH, H, "linear", _GainDirect(), causal=causal, chunk_size=chunk).double()
+    assert (att.attend(q, k, v) - want).abs().max() < 1e-10
+    if causal:
+        x = torch.randn(B, T, H * DH, dtype=torch.float64)
+        y, state = att(x), None
+        for t in range(T):
+            y_t, state = att.step(x[:, t], state)
+            assert (y_t - y[:, t]).abs().max() < 1e-10
+
+
+class _Opaque(Rule):
+    """A rule that is no linear filter at all."""
+
+    name = "opaque"
+
+
+class _VaryingAdam(Rule):
+    """A normalised update whose decay changes per step: no attention path computes it."""
+
+    name = "varying_adam"
+
+    def filter(self, block):
+        return Filter(scale=0.5, varying=abs)
+
+    def normaliser(self):
+        return Normaliser(0.9, 1e-8)
+
+
+@pytest.mark.parametrize("rule, kind, why", [
+    (_Opaque(), "linear", "not a linear filter"),
+    (_VaryingAdam(), "linear", "constant decay"),
+    (make("adam", block="attention"), "softmax", "plain only"),
+])
+def test_a_rule_the_block_cannot_run_is_refused_by_name(rule, kind, why):
+    with pytest.raises(ConfigError, match=rf"rule='{rule.name}' cannot run in the attention block "
+                                          rf"\(kind='{kind}'\).*{why}"):
+        Attention(8, 2, kind, rule)
 
 
 def test_end_of_sequence_shortcut_differs_before_the_end():

@@ -15,6 +15,7 @@ from tiny_study import TINY_SPACE
 
 from momsearch.cli import main
 from momsearch.search.exporting import MARKER
+from momsearch.search.records import Records
 from momsearch.search.storage import default_url
 
 pytestmark = pytest.mark.slow
@@ -67,7 +68,8 @@ def test_export_best_writes_verified_files(study, tmp_path, capsys):
     best = optuna.load_study(study_name="tiny", storage=study[2]).best_trial
     spec = yaml.safe_load((out / "spec.yaml").read_text())
     assert spec["study"] == "tiny" and spec["trial"] == best.number
-    assert spec["config"] == best.user_attrs["config"]
+    store = optuna.artifacts.FileSystemArtifactStore(str(study[1] / "artifacts"))
+    assert spec["config"] == Records(store).config(best)  # the configuration in the trial's record
     assert spec["resolved"]["block"]["kind"] == "rnn"
     assert spec["metrics"]["accuracy"] == best.user_attrs["accuracy"]
     assert set(spec["versions"]) == {"torch", "momsearch"}
@@ -176,9 +178,11 @@ def test_force_replaces_only_a_previous_export(workdir, capsys):
 
 
 def _best_artifact(workdir):
-    store = optuna.load_study(study_name="tiny", storage=default_url(workdir / "runs" / "tiny"))
-    best = store.best_trial
-    return best, workdir / "runs" / "tiny" / "artifacts" / best.user_attrs["weights_artifact"]
+    """The best trial, its weights file and its record file (configuration, weights id and checksum)."""
+    study = optuna.load_study(study_name="tiny", storage=default_url(workdir / "runs" / "tiny"))
+    best, store = study.best_trial, workdir / "runs" / "tiny" / "artifacts"
+    weights = Records(optuna.artifacts.FileSystemArtifactStore(str(store))).weights(best)
+    return best, store / weights, store / best.user_attrs["record_artifact"]
 
 
 class _Payload:
@@ -202,7 +206,7 @@ def test_corrupt_or_replaced_weights_are_one_line_and_never_unpickled(workdir, d
     import hashlib
     import os
 
-    best, artifact = _best_artifact(workdir)
+    best, artifact, record_file = _best_artifact(workdir)
     marker = tmp_path / "payload_ran"
     good = artifact.read_bytes()
     if damage == "truncated":
@@ -218,17 +222,15 @@ def test_corrupt_or_replaced_weights_are_one_line_and_never_unpickled(workdir, d
         assert not marker.exists()
         if damage == "pickle_rehashed":  # the attacker also rewrote the recorded checksum
             import json
-            import sqlite3
 
-            digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
-            with sqlite3.connect(workdir / "runs" / "tiny" / "study.db") as db:
-                changed = db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE trial_id = ? AND "
-                                     "key = 'weights_sha256'", (json.dumps(digest), best._trial_id)).rowcount
-            assert changed == 1
+            record = json.loads(record_file.read_text())
+            assert record["weights_sha256"] == hashlib.sha256(good).hexdigest()
+            record["weights_sha256"] = hashlib.sha256(artifact.read_bytes()).hexdigest()
+            record_file.write_text(json.dumps(record))
     code = main(["export", "tiny.yaml", "--out", "best"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
-    assert f"trial {best.number}" in err and best.user_attrs["weights_artifact"] in err
+    assert f"trial {best.number}" in err and artifact.name in err
     assert "the file is corrupt or was replaced" in err
     assert "weights_only" not in err and "Traceback" not in err
     assert not marker.exists(), "the pickle payload ran"

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from momsearch.blocks import RNN, _rnn_adam
+from momsearch.blocks import RNN, _rnn_adam, _rnn_scan
 from momsearch.blocks.rnn import RNNState
 from momsearch.builder import build_block_model
 from momsearch.catalog.rnn import CELLS
 from momsearch.errors import ConfigError
-from momsearch.rules import RULES, HeavyBall, Plain
+from momsearch.rules import RULES, Filter, HeavyBall, Normaliser, Plain, Rule
 
 TORCH_TWINS = {"lstm": nn.LSTM, "gru": nn.GRU, "tanh": nn.RNN}
 # hyperparameters away from the defaults; a rule missing here is tested with its catalog defaults
@@ -46,6 +46,9 @@ def reference_layer(cell, rule, w, x, state):
         elif rule.name == "heavy_ball":
             v = rule.mu * v + rule.s * g
             drive = v
+        elif rule.name == "nesterov_momentum":  # torch.optim.SGD(nesterov=True) on the drive
+            v = rule.mu * v + rule.s * g
+            drive = rule.mu * v + rule.s * g
         elif rule.name in ("adam", "rmsprop"):
             v = rule.mu * v + rule.s * g
             m = rule.beta * m + (1 - rule.beta) * g**2
@@ -83,11 +86,11 @@ def reference_layer(cell, rule, w, x, state):
     return torch.stack(outs, dim=1), h, c
 
 
-def reference(rnn, x):
-    """The whole stack from a zero state (dropout off). Returns outputs (B, T, H) and final h per layer."""
+def reference(rnn, x, layers=None):
+    """The stack (its first ``layers``) from a zero state, dropout off. Returns outputs (B, T, H), final h per layer."""
     G = rnn.weight_hh_l0.shape[0]
     finals = []
-    for k in range(rnn.num_layers):
+    for k in range(rnn.num_layers if layers is None else layers):
         zeros = x.new_zeros(x.shape[0], G)
         state = dict(h=x.new_zeros(x.shape[0], rnn.hidden_size), c=x.new_zeros(x.shape[0], rnn.hidden_size),
                      v=zeros, m=zeros, y=zeros, step=0)
@@ -209,8 +212,104 @@ def test_dropout_acts_between_layers_in_training_only():
     no_dropout.load_state_dict(rnn.state_dict())
     x = torch.randn(B, T, I, dtype=torch.float64)
     torch.testing.assert_close(rnn.eval()(x)[0], no_dropout(x)[0])
-    out, _ = rnn.train()(x)
+    out, state = rnn.train()(x)
     assert torch.isfinite(out).all() and not torch.allclose(out, no_dropout(x)[0])
+    # layer 0 reads the raw input: its final state is untouched by dropout, and so is a one-layer block
+    torch.testing.assert_close(state.layers[0].h, no_dropout(x)[1].layers[0].h, atol=0, rtol=0)
+    one = RNN(I, H, cell="lstm", rule=HeavyBall(), num_layers=1, dropout=0.5, batch_first=True).double()
+    torch.testing.assert_close(one.train()(x)[0], one.eval()(x)[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("rule_name", list(RULES))
+@pytest.mark.parametrize("cell", CELLS)
+def test_long_sequence_crosses_every_chunk_boundary(cell, rule_name):
+    """T = 70 spans three 32-step chunks of the filtered-input scan and of the adam LSTM buffers; a state
+    carried in at step 33 (inside the second chunk) continues it exactly."""
+    steps = 2 * 32 + 6
+    rnn = RNN(I, H, cell=cell, rule=make_rule(rule_name), batch_first=True).double()
+    x = torch.randn(B, steps, I, dtype=torch.float64)
+    out, state = rnn(x)
+    ref_out, ref_finals = reference(rnn, x)
+    torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=0)
+    params = list(rnn.parameters())
+    grads = torch.autograd.grad(loss_of(out, [state.layers[0].h]), params)
+    ref_grads = torch.autograd.grad(loss_of(ref_out, ref_finals), params)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=0)
+    first, mid = rnn(x[:, :33])
+    second, _ = rnn(x[:, 33:], mid)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), out, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("width", [_rnn_scan.CLOSED_FORM_MAX_WIDTH, _rnn_scan.CLOSED_FORM_MAX_WIDTH + 1])
+@pytest.mark.parametrize("varying", [False, True])
+def test_scan_on_both_sides_of_the_width_switch(width, varying):
+    """The chunked closed form (<= 4096 values per step) and the step loop (wider) against a plain loop,
+    over several chunks, from a carried state, with constant and per-step coefficients."""
+    steps = 2 * 32 + 5
+    x = torch.randn(steps, 1, width, dtype=torch.float64, requires_grad=True)
+    init = torch.randn(1, width, dtype=torch.float64, requires_grad=True)
+    coeff = [0.3 + 0.6 * ((t * 7) % 5) / 4 for t in range(steps)] if varying else [0.8] * steps
+    y = _rnn_scan.scan(x, coeff, 0.7, init)
+    ref, state = [], init
+    for t in range(steps):
+        state = coeff[t] * state + 0.7 * x[t]
+        ref.append(state)
+    ref = torch.stack(ref)
+    torch.testing.assert_close(y, ref, atol=1e-12, rtol=0)
+    w = torch.randn_like(ref)
+    got = torch.autograd.grad((y * w).sum(), (x, init))
+    want = torch.autograd.grad((ref * w).sum(), (x, init))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("rule_name", list(RULES))
+@pytest.mark.parametrize("inputs", [2047, 2048])  # (I + 1)·B = 4096 (closed form) and 4098 (step loop)
+def test_wide_inputs_on_both_sides_of_the_scan_switch(inputs, rule_name):
+    rnn = RNN(inputs, 3, cell="gru", rule=make_rule(rule_name), batch_first=True).double()
+    x = torch.randn(2, 40, inputs, dtype=torch.float64)
+    out, _ = rnn(x)
+    ref_out, _ = reference(rnn, x)
+    torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=0)
+
+
+class _Opaque(Rule):
+    """A rule that is no linear filter at all."""
+
+    name = "opaque"
+
+
+class _LookAhead(Rule):
+    """A linear filter with a look-ahead, which has a meaning in attention only."""
+
+    name = "look_ahead"
+
+    def filter(self, block):
+        return Filter(scale=0.5, decay=0.5, lookahead=abs)
+
+
+class _VaryingAdam(Rule):
+    """A normalised drive whose decay changes per step: no RNN path computes it."""
+
+    name = "varying_adam"
+
+    def filter(self, block):
+        return Filter(scale=0.5, varying=abs)
+
+    def normaliser(self):
+        return Normaliser(0.9, 1e-8)
+
+
+@pytest.mark.parametrize("rule, why", [
+    (_Opaque(), "not a linear filter"),
+    (_LookAhead(), "look-ahead"),
+    (_VaryingAdam(), "constant decay"),
+])
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_rule_the_block_cannot_run_is_refused_by_name(cell, rule, why):
+    with pytest.raises(ConfigError, match=rf"rule='{rule.name}' cannot run in the rnn block \(cell='{cell}'\).*{why}"):
+        RNN(I, H, cell=cell, rule=rule)
 
 
 def test_orthogonal_recurrent_weight_stays_orthogonal():

@@ -1,24 +1,58 @@
 """Discrete update rules: construction, validation against the catalog, the Nesterov counter, ``make``."""
 
 import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import momsearch.blocks
+from momsearch import catalog
+from momsearch.catalog import attention as attention_catalog
 from momsearch.catalog import rnn as rnn_catalog
 from momsearch.errors import ConfigError
-from momsearch.rules import RULES, Adam, HeavyBall, NesterovRestart, Plain, RMSProp, make
+from momsearch.rules import RULES, Adam, Filter, HeavyBall, NesterovRestart, Normaliser, Plain, RMSProp, make
 
 
 def test_registry_matches_the_catalog():
-    assert set(RULES) == set(rnn_catalog.RULES)
-    assert {Plain, HeavyBall, NesterovRestart, Adam, RMSProp} == set(RULES.values())
+    assert set(RULES) == set(rnn_catalog.RULES) | set(attention_catalog.RULES)
+    assert {Plain, HeavyBall, NesterovRestart, Adam, RMSProp} <= set(RULES.values())
+    for name, cls in RULES.items():
+        for block in cls.blocks:
+            assert catalog.rule_params(block, name) is cls.PARAMS  # declared once, read by the catalog
+
+
+def test_no_block_module_chooses_by_rule_name_or_class():
+    """Blocks read what a rule does (filter, normaliser, pre-activation cells), never which rule it is."""
+    blocks = Path(momsearch.blocks.__file__).parent
+    for path in sorted(blocks.glob("*.py")):
+        text = path.read_text()
+        assert not re.search(r"rule\.name\s*(==|!=|in\b|not\s+in\b)", text), path.name
+        assert not re.search(r"\b(isinstance|issubclass)\([^)]*\b(" + "|".join(
+            cls.__name__ for cls in RULES.values()) + r")\b", text), path.name
+
+
+@pytest.mark.parametrize("name", list(RULES))
+def test_every_rule_says_what_it_does_in_every_block_it_is_offered_in(name):
+    rule = RULES[name]()
+    assert rule.blocks and set(rule.blocks) <= {"rnn", "attention"}
+    for block in rule.blocks:
+        assert isinstance(rule.filter(block), Filter)
+    assert rule.normaliser() is None or isinstance(rule.normaliser(), Normaliser)
+
+
+def test_the_catalog_and_the_declarations_import_no_torch():
+    code = "import sys, momsearch.catalog, momsearch.rules; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("name", list(RULES))
 def test_defaults_are_the_catalog_defaults(name):
     rule = RULES[name]()
     assert rule.name == name
-    assert rule.params() == {key: p.default for key, p in rnn_catalog.RULES[name].items()}
+    assert rule.params() == {key: p.default for key, p in RULES[name].PARAMS.items()}
 
 
 @pytest.mark.parametrize("name", list(RULES))

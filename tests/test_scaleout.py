@@ -16,6 +16,7 @@ import sqlalchemy
 import torch
 
 from momsearch.cli import main
+from momsearch.search.records import Records
 
 State = optuna.trial.TrialState
 
@@ -92,9 +93,10 @@ def test_three_workers_on_postgres_finish_exactly_thirty(tmp_path, postgres_url)
     assert len(trials) == 30
     assert sorted(t.number for t in trials) == list(range(30))
     assert all(t.state == State.COMPLETE for t in trials)
+    records = Records(optuna.artifacts.FileSystemArtifactStore(str(tmp_path / "out" / "artifacts")))
     for t in trials:
-        assert {"accuracy", "device_seconds", "seed", "config", "weights_artifact"} <= set(t.user_attrs)
-        assert (tmp_path / "out" / "artifacts" / t.user_attrs["weights_artifact"]).is_file()
+        assert {"accuracy", "device_seconds", "seed", "rule", "record_artifact"} <= set(t.user_attrs)
+        assert (tmp_path / "out" / "artifacts" / records.weights(t)).is_file()
 
 
 @pytest.mark.slow

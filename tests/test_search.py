@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 from tiny_study import TINY_SPACE
 
 from momsearch.cli import main
+from momsearch.search.records import Records
 from momsearch.search.samplers import make_sampler
 from momsearch.search.storage import default_url
 
@@ -36,14 +38,18 @@ def test_run_records_metrics_and_weights_then_resumes(tmp_path, capsys):
     study = load(tmp_path)
     trials = study.get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    records = Records(optuna.artifacts.FileSystemArtifactStore(str(tmp_path / "out" / "artifacts")))
     for t in trials:
         for key in ("accuracy", "loss", "test_accuracy", "device_seconds", "wall_seconds", "params",
-                    "peak_memory_mb", "seed", "config", "weights_artifact"):
+                    "peak_memory_mb", "seed", "rule", "record_artifact"):
             assert key in t.user_attrs, key
         assert t.user_attrs["device_seconds"] > 0
-        assert t.user_attrs["config"]["block"] == "rnn"
+        assert records.config(t)["block"] == "rnn" and t.user_attrs["rule"] == f"rnn/{t.params['block.rnn.rule']}"
+        assert [e["epoch"] for e in records.history(t)] == [1]
+        assert max(len(json.dumps(v)) for v in t.user_attrs.values()) < 200  # short enough for a table cell
         metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
         assert [m.filename for m in metas] == ["weights.pt"]
+        assert [m.artifact_id for m in metas] == [records.weights(t)]
     seeds = {t.user_attrs["seed"] for t in trials}
     assert len(seeds) == 3
     assert "best trial" in capsys.readouterr().out

@@ -1,17 +1,17 @@
 """The attention modules themselves, in pure torch: the one implementation the library and exports share.
 
 Linear attention, per head: φ(x) = elu(x) + 1, U_t = φ(k_t)v_tᵀ, z_t = z_{t−1} + φ(k_t),
-y_t = φ(q_t)ᵀS_t / (φ(q_t)ᵀz_t + 1e-6); the rule (``plain``, ``heavy_ball``, ``nesterov_restart``, ``adam``)
-acts on the numerator state S only (DESIGN §3.3). Training runs the exact recurrence in a chunked parallel
-form; :meth:`Attention.step` runs it one token at a time. Bidirectional attention: every query reads the
-final state. Softmax attention is ``torch.nn.functional.scaled_dot_product_attention``.
+y_t = φ(q_t)ᵀS_t / (φ(q_t)ᵀz_t + 1e-6); the rule acts on the numerator state S only, as its properties say
+(:func:`choose_attention_path`: a linear filter of U_t accumulated into S, optionally normalised; never its
+name). Training runs the exact recurrence in a chunked parallel form; :meth:`Attention.step` runs it one
+token at a time. Bidirectional attention: every query reads the final state. Softmax attention is
+``torch.nn.functional.scaled_dot_product_attention``.
 
 Padding (``padding_mask`` True = padding) is *skipped*: a padded step leaves every state unchanged, so each
 sequence gives the outputs it would give with its padding removed; outputs at padded positions are zero.
 
-Arguments are not checked here: the rule is any object with the rule's attributes (``name``, ``mu``, ``s``,
-``beta``, ``eps``, ``restart_every``). ``momsearch.blocks.attention`` adds the checks; exported modules
-embed this code as it is.
+Arguments are not checked here beyond what :func:`choose_attention_path` needs; ``momsearch.blocks.attention`` adds
+the checks; exported modules embed this code as it is.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ._attention_adam import adam_attention
 from ._attention_linear import linear_attention
 from ._attention_recurrent import LinearState, SoftmaxState, linear_initial, linear_step, softmax_step
@@ -29,6 +30,32 @@ from ._attention_residual import residual_update
 
 if TYPE_CHECKING:  # annotations only: the rule is read by attribute, exports embed their own Rule
     from ..rules import Rule
+
+
+def choose_attention_path(rule: Rule, kind: str) -> str:
+    """The path that runs ``rule`` in attention of ``kind``: ``softmax``, ``linear`` or ``normalised``.
+
+    Raises:
+        ConfigError: the rule's attention properties are not ones a path runs: softmax takes only the
+            identity filter; linear attention needs a linear filter, and a normalised one a constant decay
+            with the momentum as output and no look-ahead.
+    """
+    filt, norm = rule.filter("attention"), rule.normaliser()
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"rule={rule.name!r} cannot run in the attention block (kind={kind!r}): {why}")
+
+    if filt is None:
+        raise refuse("it is not a linear filter of the state update (rule.filter('attention') is None)")
+    if kind == "softmax":
+        if norm is not None or not filt.identity:
+            raise refuse("softmax attention has no state for a rule to act on (plain only)")
+        return "softmax"
+    if norm is not None:
+        if not filt.constant or not filt.outputs_momentum:
+            raise refuse("a normalised update needs a constant decay, no look-ahead and drive = p_t")
+        return "normalised"
+    return "linear"
 
 
 def feature_map(x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +79,7 @@ class Attention(nn.Module):
         super().__init__()
         self.d_model, self.heads, self.kind, self.rule = d_model, heads, kind, rule
         self.causal, self.chunk_size = causal, chunk_size
+        self.path = choose_attention_path(rule, kind)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
@@ -99,7 +127,7 @@ class Attention(nn.Module):
         if keep is not None:
             fk = fk * keep[:, None, :, None]  # (B, H, T, dh) padded keys contribute nothing
             lengths = keep.sum(dim=1)  # (B,)
-        core = adam_attention if self.rule.name == "adam" else linear_attention
+        core = adam_attention if self.path == "normalised" else linear_attention
         y = core(fq, fk, v, self.rule, self.causal, self.chunk_size, lengths)  # (B, H, T, dh)
         if order is None:
             return y
@@ -137,7 +165,7 @@ class TransformerEncoder(nn.Module):
 
     Each layer computes a = h + FFN(LN(x + h)), h = Dropout(Attention(LN(x))), FFN = Linear, GELU, Dropout,
     Linear, Dropout; the stream is updated by ``residual`` (``plain``: x + a; ``heavy_ball``/``adaptive``:
-    see DESIGN §3.3). A final LayerNorm closes the stack.
+    v_l = mu_r·v_{l-1} + a_l ; x ← x + s_r·v_l, ``adaptive`` with a per-token mu_r). A final LayerNorm closes the stack.
 
     Args:
         d_model, heads, kind, rule, causal, chunk_size: as for :class:`Attention`.

@@ -1,19 +1,20 @@
-"""Exact parallel (chunked) linear attention for the linear rules ``plain``, ``heavy_ball``, ``nesterov_restart``.
+"""Exact parallel (chunked) linear attention for any rule that is a linear filter with scalar coefficients.
 
-All three rules are one linear recurrence on two states per head, with per-step scalar coefficients:
+Such a rule (``rule.filter("attention")``, e.g. ``plain``, ``heavy_ball``, ``nesterov_restart``) is one linear
+recurrence on two states per head, with per-step scalar coefficients:
 
-    Δ_t = a_t·Δ_{t-1} + s·U_t ;  G_t = G_{t-1} + Δ_t ;  S_t = G_t + c_t·Δ_t      (Δ_0 = G_0 = 0)
+    Δ_t = a_t·Δ_{t-1} + s·U_t ;  G_t = G_{t-1} + gain·Δ_t + direct·U_t ;  S_t = G_t + c_t·Δ_t   (Δ_0 = G_0 = 0)
 
 * plain: s = 1, a = c = 0 (G is the prefix sum, S = G);
 * heavy_ball: Δ is the momentum p, a_t = mu, c_t = 0 (S = G);
-* nesterov_restart: Δ_t = G_t − G_{t−1}, a_t = c_{t−1} (a_1 = 0), c_t = (k_t − 1)/(k_t + 2); with G_0 = S_0 = 0
-  this is exactly G_t = S_{t−1} + s·U_t, S_t = G_t + c_t·(G_t − G_{t−1}) of DESIGN §3.3.
+* nesterov_restart: Δ_t = G_t − G_{t−1}, a_t = c_{t−1} (a_1 = 0), c_t = (k_t − 1)/(k_t + 2) (the look-ahead);
+  with G_0 = S_0 = 0 this is exactly G_t = S_{t−1} + s·U_t, S_t = G_t + c_t·(G_t − G_{t−1}).
 
-So S_t = Σ_j W[t, j]·U_j with W[t, j] = s·Σ_{i=j..t} P(j+1..i) + c_t·s·P(j+1..t), P(j+1..i) = a_{j+1}···a_i.
-Inside a chunk of C steps that is one masked (C, C) product; across chunks the states (G, Δ) at chunk
-ends are carried (Δ by a first-order scan over chunks, G by a cumulative sum), so memory grows linearly
-in T and no per-step state is ever formed. Products of the a's are cumulative products of numbers in
-[0, 1): no negative powers, no division.
+So S_t = Σ_j W[t, j]·U_j with W[t, j] = gain·s·Σ_{i=j..t} P(j+1..i) + direct + c_t·s·P(j+1..t),
+P(j+1..i) = a_{j+1}···a_i. Inside a chunk of C steps that is one masked (C, C) product; across chunks the
+states (G, Δ) at chunk ends are carried (Δ by a first-order scan over chunks, G by a cumulative sum), so
+memory grows linearly in T and no per-step state is ever formed. Products of the a's are cumulative
+products of numbers in [0, 1): no negative powers, no division.
 """
 
 from __future__ import annotations
@@ -53,29 +54,20 @@ class ChunkWeights:
 
 
 def step_coefficients(rule: Rule, steps: int) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """The scalar coefficients (s, a_t, c_t) of ``rule`` for 0-based steps 0..steps-1, in float64.
+    """The scalar coefficients (s, a_t, c_t) of ``rule``'s attention filter for 0-based steps 0..steps-1, float64.
 
     Args:
-        rule: ``Plain``, ``HeavyBall`` or ``NesterovRestart``.
+        rule: a rule whose ``filter("attention")`` is a :class:`~momsearch.rules.Filter`.
         steps: number of steps.
 
     Returns:
-        ``(s, a, c)`` with ``a`` and ``c`` of shape (steps,).
+        ``(s, a, c)`` with ``a`` (the decays) and ``c`` (the look-ahead, zero without one) of shape (steps,).
     """
+    filt = rule.filter("attention")
     t = torch.arange(steps, dtype=torch.float64)  # (T,)
-    if rule.name == "plain":
-        return 1.0, torch.zeros_like(t), torch.zeros_like(t)
-    if rule.name == "heavy_ball":
-        return rule.s, torch.full_like(t, rule.mu), torch.zeros_like(t)
-    c = nesterov_coefficients(rule.restart_every, t)  # (T,)
-    a = torch.cat([c.new_zeros(1), c[:-1]])  # (T,) a_t = c_{t-1}
-    return rule.s, a, c
-
-
-def nesterov_coefficients(restart_every: int, step: torch.Tensor) -> torch.Tensor:
-    """c = (k − 1)/(k + 2) with k = step mod R + 1 (R = 0: k = step + 1), for 0-based float ``step``."""
-    k = torch.remainder(step, restart_every) + 1 if restart_every > 0 else step + 1
-    return (k - 1) / (k + 2)
+    a = filt.varying(t) if filt.varying is not None else torch.full_like(t, filt.decay_at(0))  # (T,)
+    c = filt.lookahead(t) if filt.lookahead is not None else torch.zeros_like(t)  # (T,)
+    return filt.scale, a, c
 
 
 @lru_cache(maxsize=32)
@@ -83,10 +75,11 @@ def chunk_weights(rule: Rule, n_chunks: int, chunk: int, dtype: torch.dtype,
                   device: torch.device) -> ChunkWeights:
     """Coefficients of every chunk (one shared set when the rule's coefficients do not depend on the step).
 
-    Cached: they depend only on the arguments, and ``nesterov_restart`` needs a (N, C+1, C+1) product.
+    Cached: they depend only on the arguments, and a rule with per-step coefficients needs a (N, C+1, C+1)
+    product.
 
     Args:
-        rule: a linear rule (``plain``, ``heavy_ball``, ``nesterov_restart``).
+        rule: a rule whose attention filter is linear (``plain``, ``heavy_ball``, ``nesterov_restart``, ...).
         n_chunks: number of chunks.
         chunk: chunk length C.
         dtype: dtype of the returned tensors (computed in float64).
@@ -95,7 +88,8 @@ def chunk_weights(rule: Rule, n_chunks: int, chunk: int, dtype: torch.dtype,
     Returns:
         The :class:`ChunkWeights`.
     """
-    n = n_chunks if rule.name == "nesterov_restart" else 1
+    filt = rule.filter("attention")
+    n = 1 if filt.constant else n_chunks
     s, a, c = step_coefficients(rule, n * chunk)
     a, c = a.view(n, chunk), c.view(n, chunk)  # (n, C)
     # extended local index e = 0..C: e = 0 is the carried state, e = r + 1 is local step r
@@ -108,6 +102,9 @@ def chunk_weights(rule: Rule, n_chunks: int, chunk: int, dtype: torch.dtype,
     pi = prods[:, 1:, 0]  # (n, C) carried Δ -> Δ_r
     w_sum = w_delta.cumsum(dim=1)  # (n, C, C)
     pi_sum = pi.cumsum(dim=1)  # (n, C) carried Δ -> G_r
+    if not filt.outputs_momentum:  # G accumulates gain·Δ + direct·U
+        w_sum = filt.gain * w_sum + filt.direct * torch.ones(chunk, chunk, dtype=torch.float64).tril()  # (n, C, C)
+        pi_sum = filt.gain * pi_sum  # (n, C)
     intra = w_sum + c[:, :, None] * w_delta  # (n, C, C)
     carry = pi_sum + c * pi  # (n, C)
 
@@ -126,7 +123,7 @@ def linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: 
         fq: (B, H, T, d) feature-mapped queries φ(q).
         fk: (B, H, T, d) feature-mapped keys φ(k), zero at padded steps.
         v: (B, H, T, m) values.
-        rule: ``Plain``, ``HeavyBall`` or ``NesterovRestart``.
+        rule: a rule whose attention filter is linear (``rule.filter("attention")``, no normaliser).
         causal: each step reads its own state S_t (True) or the final state (False).
         chunk: chunk length C of the parallel form.
         lengths: (B,) real steps per sequence, all padding at the end (None: all T). Bidirectional
@@ -143,7 +140,7 @@ def linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: 
     k4 = _chunked(fk, pad, n_chunks)  # (B, H, N, C, d)
     v4 = _chunked(v, pad, n_chunks)  # (B, H, N, C, m)
     w = chunk_weights(rule, n_chunks, chunk, fq.dtype, fq.device)
-    momentum = rule.name != "plain"
+    momentum = not rule.filter("attention").identity
     if momentum:
         kt = k4.transpose(-1, -2)  # (B, H, N, d, C)
         local_sum = kt @ (v4 * w.sum_end[:, :, None])  # (B, H, N, d, m)

@@ -1,4 +1,4 @@
-"""One step of each attention kind, for causal generation: the DESIGN §3.3 recurrences written directly.
+"""One step of each attention kind, for causal generation: the recurrences written directly.
 
 The parallel forms in ``_attention_linear`` / ``_attention_adam`` must reproduce these token by token.
 A padded step (``keep`` False) leaves every state unchanged, the Nesterov counter included.
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._attention_linear import DENOMINATOR_EPS, nesterov_coefficients
+from ._attention_linear import DENOMINATOR_EPS
 
 if TYPE_CHECKING:  # annotations only: kernels read the rule by attribute, exports embed their own Rule
     from ..rules import Rule
@@ -23,8 +23,9 @@ class LinearState(NamedTuple):
     Attributes:
         S: (B, H, d, m) numerator state.
         z: (B, H, d) normaliser (plain cumulative sum of φ(k)).
-        memory: the rule's extra states: () plain, (p,) heavy_ball, (G_prev,) nesterov_restart, (p, m) adam;
-            each (B, H, d, m).
+        memory: the rule's extra states, each (B, H, d, m): () for the identity filter or one that carries
+            nothing, (Δ,) for a filter with momentum Δ, (Δ, G) for one with a look-ahead (S = G + c·Δ),
+            (p, m) for a normalised one (heavy_ball: (p,), nesterov_restart: (Δ, G), adam: (p, m)).
         steps: (B,) real steps consumed so far (the Nesterov counter's clock).
     """
 
@@ -42,20 +43,29 @@ class SoftmaxState(NamedTuple):
     keep: torch.Tensor
 
 
-_MEMORY = {"plain": 0, "heavy_ball": 1, "nesterov_restart": 1, "adam": 2}
+def memory_size(rule: Rule) -> int:
+    """How many (B, H, d, m) states ``rule`` carries besides S (see :class:`LinearState`)."""
+    filt = rule.filter("attention")
+    if rule.normaliser() is not None or filt.lookahead is not None:
+        return 2
+    return 1 if filt.carries else 0
 
 
 def linear_initial(rule: Rule, q: torch.Tensor, v: torch.Tensor) -> LinearState:
     """Zero state for queries ``q`` (B, H, d) and values ``v`` (B, H, m)."""
     B, H, d = q.shape
     zero = q.new_zeros(B, H, d, v.shape[-1])  # (B, H, d, m)
-    return LinearState(zero, q.new_zeros(B, H, d), (zero,) * _MEMORY[rule.name],
+    return LinearState(zero, q.new_zeros(B, H, d), (zero,) * memory_size(rule),
                        torch.zeros(B, dtype=torch.long, device=q.device))
 
 
 def linear_step(rule: Rule, fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, keep: torch.Tensor,
                 state: LinearState) -> tuple[torch.Tensor, LinearState]:
     """One step of linear attention with ``rule`` on the numerator state.
+
+    With the rule's attention filter (decay a_t, scale s, gain, direct, look-ahead c_t) and optional normaliser:
+    Δ = a_t·Δ + s·U ; then S += Δ / sqrt(m + eps) with m = beta·m + (1-beta)·U² (normalised), or
+    G += gain·Δ + direct·U, S = G + c_t·Δ (look-ahead), or S += gain·Δ + direct·U.
 
     Args:
         rule: the rule.
@@ -69,19 +79,26 @@ def linear_step(rule: Rule, fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor,
     """
     u = fk[..., :, None] * v[..., None, :]  # (B, H, d, m)
     S = state.S
-    if rule.name == "plain":
-        S, memory = S + u, ()
-    elif rule.name == "heavy_ball":
-        p = rule.mu * state.memory[0] + rule.s * u  # (B, H, d, m)
-        S, memory = S + p, (p,)
-    elif rule.name == "nesterov_restart":
-        c = nesterov_coefficients(rule.restart_every, state.steps.to(S.dtype))[:, None, None, None]  # (B,1,1,1)
-        g = S + rule.s * u  # (B, H, d, m)
-        S, memory = g + c * (g - state.memory[0]), (g,)
+    filt, norm = rule.filter("attention"), rule.normaliser()
+    if filt.varying is not None:
+        a = filt.varying(state.steps.to(S.dtype))[:, None, None, None]  # (B, 1, 1, 1)
     else:
-        p = rule.mu * state.memory[0] + rule.s * u  # (B, H, d, m)
-        sq = rule.beta * state.memory[1] + (1 - rule.beta) * u * u  # (B, H, d, m)
-        S, memory = S + p / torch.sqrt(sq + rule.eps), (p, sq)
+        a = filt.decay_at(0)
+    if norm is not None:
+        p = a * state.memory[0] + filt.scale * u  # (B, H, d, m)
+        sq = norm.beta * state.memory[1] + (1 - norm.beta) * u * u  # (B, H, d, m)
+        S, memory = S + p / torch.sqrt(sq + norm.eps), (p, sq)
+    elif filt.identity:
+        S, memory = S + u, ()
+    else:
+        delta = a * state.memory[0] + filt.scale * u if filt.carries else filt.scale * u  # (B, H, d, m)
+        out = delta if filt.outputs_momentum else filt.gain * delta + filt.direct * u  # (B, H, d, m)
+        if filt.lookahead is not None:
+            c = filt.lookahead(state.steps.to(S.dtype))[:, None, None, None]  # (B, 1, 1, 1)
+            g = state.memory[1] + out  # (B, H, d, m)
+            S, memory = g + c * delta, (delta, g)
+        else:
+            S, memory = S + out, ((delta,) if filt.carries else ())
     z = state.z + fk  # (B, H, d)
     k4 = keep[:, None, None, None]
     new = LinearState(torch.where(k4, S, state.S), torch.where(keep[:, None, None], z, state.z),

@@ -1,4 +1,4 @@
-"""Momentum on the residual stream across encoder layers (DESIGN §3.3, block option ``residual``).
+"""Momentum on the residual stream across encoder layers (block option ``residual``).
 
     v_l = mu_r·v_{l-1} + a_l ;  x <- x + s_r·v_l      (v_0 = 0; ``plain``: x <- x + a_l)
 

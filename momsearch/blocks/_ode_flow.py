@@ -55,7 +55,7 @@ class Flow(core.Flow):
 
     Args:
         size, rule, hidden_size, depth, activation, solver, options, rtol, atol, adjoint, seminorm, m0,
-            field: as for the core's flow; ``rule`` must be a :mod:`momsearch.rules.ode` rule.
+            field, time_input: as for the core's flow; ``rule`` must be a :mod:`momsearch.rules.ode` rule.
         max_nfe: per-solve budget of :class:`NFECounter` (0: none).
 
     Raises:
@@ -64,7 +64,7 @@ class Flow(core.Flow):
 
     def __init__(self, size: int, rule: ode_rules.ODERule, hidden_size: int, depth: int, activation: str,
                  solver: str, options: Mapping[str, Any] | None, rtol: float, atol: float, adjoint: bool,
-                 seminorm: bool, m0: str, max_nfe: int, field: nn.Module | None = None):
+                 seminorm: bool, m0: str, max_nfe: int, field: nn.Module | None = None, time_input: bool = False):
         if not isinstance(rule, ode_rules.ODERule):
             valid = ", ".join(f"momsearch.rules.ode.{cls.__name__}" for cls in ode_rules.RULES.values())
             raise ConfigError(f"rule={rule!r}: not a continuous-time rule; valid: {valid}")
@@ -75,11 +75,13 @@ class Flow(core.Flow):
         options = check_options(solver, options)
         rtol, atol = check("rtol", rtol), check("atol", atol)
         adjoint, seminorm = check("adjoint", adjoint), check("seminorm", seminorm)
+        time_input = check("time_input", time_input)
         counter = NFECounter(check("max_nfe", max_nfe))
         super().__init__(size, rule, hidden_size, depth, activation, solver, options, rtol, atol, adjoint,
-                         seminorm, m0, field)
+                         seminorm, m0, field, time_input)
         self.counter = counter
 
-    def field(self, start: torch.Tensor | None, gap: torch.Tensor | None) -> nn.Module:
+    def field(self, start: torch.Tensor | None, gap: torch.Tensor | None,
+              dynamics: nn.Module | None = None) -> nn.Module:
         """The core's time-scaled field, counted by this flow's :class:`NFECounter`."""
-        return CountedField(self.dynamics, self.counter, start, gap)
+        return CountedField(self.dynamics if dynamics is None else dynamics, self.counter, start, gap)

@@ -1,4 +1,4 @@
-"""The ``adam``/``rmsprop`` LSTM layer as one autograd node with a hand-written reverse sweep (DESIGN §3.1).
+"""The normalised-drive (``adam``/``rmsprop``) LSTM layer as one autograd node with a hand-written reverse sweep.
 
 drive_t = v_t / sqrt(m_t + eps), v_t = mu·v_{t-1} + s·g_t, m_t = beta·m_{t-1} + (1-beta)·g_t², then the LSTM
 cell on z_t = drive_t + W_hh h_{t-1} + b_hh. The forward is a step loop under no_grad writing into

@@ -1,21 +1,26 @@
-"""The recurrent block in pure torch: the one implementation the library and exported models share (DESIGN §3.1).
+"""The recurrent block in pure torch: the one implementation the library and exported models share.
 
-Tanh, LSTM, GRU and orthogonal cells driven by a discrete update rule.
+Tanh, LSTM, GRU and orthogonal cells driven by a discrete update rule. Parameters are named and shaped as in
+``torch.nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` whatever the path that runs them, so weights load from and into
+the torch modules. The driving term is g_t = W_ih x_t + b_ih; the pre-activation is drive_t + W_hh h_{t-1} + b_hh.
 
-Parameters are named and shaped as in ``torch.nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` whatever the path that
-runs them, so weights load from and into the torch modules. Paths, fastest first:
+The block never asks a rule its name: it reads what the rule does (``rule.filter("rnn")``, a linear filter
+v_t = a_t·v_{t-1} + s·g_t, drive = gain·v_t + direct·g_t; ``rule.normaliser()``; ``rule.preactivation_cells``)
+and :func:`choose_rnn_path` picks the fastest path for those properties, fastest first:
 
-* ``plain``, ``heavy_ball`` and GRU ``nesterov_restart`` run on torch's fused kernels; the momentum rules
-  through the filtered-input identity: x̃_t = c_t·x̃_{t-1} + s·[x_t, 1] with weight ``[W_ih | b_ih]``.
-* ``adam``/``rmsprop`` compute the input term of every step with one GEMM. LSTM: then the whole layer is
-  one hand-differentiated node (:mod:`._rnn_adam`, chunked buffers, no graph per step); other cells: a step
-  loop that turns the input term into the drive on (B, G) slices, one hand-differentiated node per step.
-* LSTM/tanh ``nesterov_restart`` is a step loop that keeps the previous pre-activation.
+* ``plain`` (the identity filter): torch's fused kernel as it is.
+* ``filtered`` (any other linear filter): the plain cell on a filtered input, on the fused kernels: the filter
+  runs on x̃_t = [x_t, 1] (x_t alone for the orthogonal cell, which has no input bias) by the chunked scan,
+  and the kernel gets gain·x̃f_t + direct·x̃_t with weight ``[W_ih | b_ih]`` and no input bias.
+* ``normalised`` (a constant-decay filter with drive = v_t, then v_t / sqrt(m_t + eps)): the input term of
+  every step in one GEMM; LSTM: the whole layer is one hand-differentiated node (:mod:`._rnn_adam`); other
+  cells: a step loop turning the input term into the drive, one hand-differentiated node per step.
+* ``preactivation`` (the rule lists the cell in ``preactivation_cells``): y_t = W_hh h_{t-1} + b_hh − s·g_t,
+  z_t = y_t + a_t·(y_t − y_{t-1}), a step loop that keeps the previous pre-activation.
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
 
-Arguments are not checked here: the rule is any object with the rule's attributes (``name``, ``mu``, ``s``,
-``beta``, ``eps``, ``coefficient(step)``). ``momsearch.blocks.rnn`` adds the checks; exported modules embed
-this code as it is.
+Arguments are not checked here beyond what :func:`choose_rnn_path` needs; ``momsearch.blocks.rnn`` adds the
+checks. Exported modules embed this code as it is.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from ..errors import ConfigError
 from ._rnn_adam import adam_lstm
 from ._rnn_fused import FUSED_CELLS, kernel, run
 from ._rnn_loops import AdamDrive, recur, recur_nesterov
@@ -37,6 +43,34 @@ if TYPE_CHECKING:  # annotations only: the rule is read by attribute, exports em
     from ..rules import Rule
 
 GATES = {"lstm": 4, "gru": 3, "tanh": 1, "orthogonal": 1}
+PATHS = ("plain", "filtered", "normalised", "preactivation")
+
+
+def choose_rnn_path(rule: Rule, cell: str) -> str:
+    """The path that runs ``rule`` in ``cell``, from the rule's properties (one of :data:`PATHS`).
+
+    Raises:
+        ConfigError: the rule is not a linear filter of the driving term, or has properties no RNN path runs
+            (a look-ahead, a normalised drive other than v_t / sqrt(m_t + eps) with a constant decay).
+    """
+    filt, norm = rule.filter("rnn"), rule.normaliser()
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"rule={rule.name!r} cannot run in the rnn block (cell={cell!r}): {why}")
+
+    if filt is None:
+        raise refuse("it is not a linear filter of the driving term (rule.filter('rnn') is None)")
+    if filt.lookahead is not None:
+        raise refuse("a look-ahead on the momentum has no meaning for a drive (attention only)")
+    if cell in rule.preactivation_cells:
+        if norm is not None or not filt.outputs_momentum:
+            raise refuse("pre-activation momentum takes a plain filter (no normaliser, drive = v_t)")
+        return "preactivation"
+    if norm is not None:
+        if not filt.constant or not filt.outputs_momentum:
+            raise refuse("a normalised drive needs a constant decay and drive = v_t / sqrt(m_t + eps)")
+        return "normalised"
+    return "plain" if filt.identity else "filtered"
 
 
 class LayerState(NamedTuple):
@@ -45,11 +79,11 @@ class LayerState(NamedTuple):
     Attributes:
         h: (B, H) hidden state.
         c: (B, H) LSTM cell state.
-        v: the momentum. ``heavy_ball`` and GRU/orthogonal ``nesterov_restart``: the filtered input
-            x̃ (B, I + 1) (I for the orthogonal cell, which has no input bias), whose drive is
-            ``[W_ih | b_ih]·x̃``; ``adam``: v (B, G) itself (G = gates·H).
-        m: (B, G) the squared-drive average of ``adam``/``rmsprop``.
-        y: (B, G) the previous pre-activation y_{t-1} of LSTM/tanh ``nesterov_restart``.
+        v: the filter state. Path ``filtered``: the filtered input x̃f (B, I + 1) (I for the orthogonal cell,
+            which has no input bias), whose drive is ``[W_ih | b_ih]·(gain·x̃f + direct·x̃)``; path
+            ``normalised``: the momentum v (B, G) itself (G = gates·H), None when the filter carries nothing.
+        m: (B, G) the squared-drive average of path ``normalised``.
+        y: (B, G) the previous pre-activation y_{t-1} of path ``preactivation``.
     """
 
     h: torch.Tensor
@@ -94,6 +128,8 @@ class RNN(nn.Module):
         super().__init__()
         self.input_size, self.hidden_size, self.cell, self.rule = input_size, hidden_size, cell, rule
         self.num_layers, self.dropout, self.batch_first = num_layers, dropout, batch_first
+        self.path = choose_rnn_path(rule, cell)
+        self._filter, self._normaliser = rule.filter("rnn"), rule.normaliser()
         H, G = self.hidden_size, GATES[self.cell] * self.hidden_size
         kernels = []
         for k in range(self.num_layers):
@@ -116,16 +152,11 @@ class RNN(nn.Module):
         """The fused torch kernel this layer's path runs on, or None for a step-loop path."""
         if self.cell not in FUSED_CELLS:
             return None
-        if self.rule.name == "plain":
+        if self.path == "plain":
             return kernel(self.cell, n_in, self.hidden_size)
-        if self._filtered():
+        if self.path == "filtered":
             return kernel(self.cell, n_in + 1, self.hidden_size)
         return None
-
-    def _filtered(self) -> bool:
-        """Whether the rule is the plain cell on a filtered input (heavy_ball, GRU/orthogonal Nesterov)."""
-        name = self.rule.name
-        return name == "heavy_ball" or (name == "nesterov_restart" and self.cell in ("gru", "orthogonal"))
 
     def reset_parameters(self) -> None:
         """torch's initialisation: every weight and bias U(-1/sqrt(H), 1/sqrt(H)).
@@ -164,18 +195,18 @@ class RNN(nn.Module):
         ref = self.weight_ih_l0
         kw = {"dtype": dtype or ref.dtype, "device": device or ref.device}
         H, G = self.hidden_size, GATES[self.cell] * self.hidden_size
-        name = self.rule.name
+        filtered = self.path == "filtered"
+        has_v = filtered or (self.path == "normalised" and self._filter.carries)
         layers = []
         for k in range(self.num_layers):
             n_in = self.input_size if k == 0 else H
-            v_size = (n_in + (self.cell != "orthogonal")) if self._filtered() else G
-            has_v = self._filtered() or (name == "adam" and self.rule.mu > 0)
+            v_size = (n_in + (self.cell != "orthogonal")) if filtered else G
             layers.append(LayerState(
                 h=torch.zeros(batch, H, **kw),
                 c=torch.zeros(batch, H, **kw) if self.cell == "lstm" else None,
                 v=torch.zeros(batch, v_size, **kw) if has_v else None,
-                m=torch.zeros(batch, G, **kw) if name in ("adam", "rmsprop") else None,
-                y=torch.zeros(batch, G, **kw) if name == "nesterov_restart" and not self._filtered() else None,
+                m=torch.zeros(batch, G, **kw) if self.path == "normalised" else None,
+                y=torch.zeros(batch, G, **kw) if self.path == "preactivation" else None,
             ))
         return RNNState(tuple(layers), 0)
 
@@ -204,7 +235,7 @@ class RNN(nn.Module):
 
     def _layer(self, k: int, x: torch.Tensor, ls: LayerState, step: int) -> tuple[torch.Tensor, LayerState]:
         """Layer ``k`` on time-major ``x`` (T, B, in) from state ``ls``; returns (T, B, H) and the new state."""
-        rule, cell, T = self.rule, self.cell, x.shape[0]
+        cell, T = self.cell, x.shape[0]
         w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
         if cell == "orthogonal":
             b_ih = b_hh = None
@@ -212,35 +243,34 @@ class RNN(nn.Module):
         else:
             b_ih, b_hh = getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}")
             bias = None
-        fused = self._kernels[k]
-        if rule.name == "plain":
+        fused, filt = self._kernels[k], self._filter
+        if self.path == "plain":
             if fused is not None:
                 return self._fused(fused, x, ls, w_ih, w_hh, b_ih, b_hh)
             out, h, c = recur(cell, F.linear(x, w_ih, b_ih), ls.h, ls.c, w_hh, b_hh, bias)
             return out, LayerState(h, c)
-        if self._filtered():
-            if rule.name == "heavy_ball":
-                coeff = [rule.mu] * T
-            else:
-                coeff = [rule.coefficient(step + t) for t in range(T)]
+        if self.path == "filtered":
             if b_ih is not None:
                 x = torch.cat([x, x.new_ones(*x.shape[:2], 1)], dim=2)  # (T, B, in + 1)
-            xf = scan(x, coeff, rule.s, ls.v)  # (T, B, in + 1) filtered input
+            xf = scan(x, filt.decays(step, T), filt.scale, ls.v)  # (T, B, in + 1) filtered input
+            # (T, B, in + 1) what the kernel multiplies by [W_ih | b_ih]: gain·x̃f + direct·x̃
+            drive_in = xf if filt.outputs_momentum else torch.add(xf * filt.gain, x, alpha=filt.direct)
             if fused is not None:
                 w_aug = torch.cat([w_ih, b_ih[:, None]], dim=1)  # (G, in + 1)
-                out, new = self._fused(fused, xf, ls, w_aug, w_hh, torch.zeros_like(b_ih), b_hh)
+                out, new = self._fused(fused, drive_in, ls, w_aug, w_hh, torch.zeros_like(b_ih), b_hh)
                 return out, new._replace(v=xf[-1])
-            out, h, c = recur(cell, F.linear(xf, w_ih), ls.h, ls.c, w_hh, b_hh, bias)
+            out, h, c = recur(cell, F.linear(drive_in, w_ih), ls.h, ls.c, w_hh, b_hh, bias)
             return out, LayerState(h, c, v=xf[-1])
         g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
-        if rule.name == "nesterov_restart":
-            coeff = [rule.coefficient(step + t) for t in range(T)]
-            out, h, c, y = recur_nesterov(cell, g, rule.s, coeff, ls.h, ls.c, ls.y, w_hh, b_hh)
+        if self.path == "preactivation":
+            out, h, c, y = recur_nesterov(cell, g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
             return out, LayerState(h, c, y=y)
+        mu = 0.0 if filt.decay is None else filt.decay
+        norm = self._normaliser
         if cell == "lstm":
-            out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, rule.mu, rule.s, rule.beta, rule.eps)
+            out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
             return out, LayerState(h, c, v=v, m=m)
-        adam = AdamDrive(rule, ls.v, ls.m)
+        adam = AdamDrive(mu, filt.scale, norm.beta, norm.eps, ls.v, ls.m)
         out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
         return out, LayerState(h, c, v=adam.v, m=adam.m)
 

@@ -1,9 +1,9 @@
 """Custom recurrences for the paths without a fused kernel: a step loop with one ``W_hh h`` GEMM per step.
 
 ``recur`` runs a cell on the input term g_t = W_ih x_t + b_ih of one GEMM over all steps, turned into
-the drive step by step (adam/rmsprop; every rule of the orthogonal cell);
-``recur_nesterov`` runs LSTM/tanh ``nesterov_restart``, whose momentum acts on the whole pre-activation
-and only needs the previous step's ``y_{t-1}`` (DESIGN §3.1). The sequences are split with ``unbind``
+the drive step by step (a normalised drive such as adam's; every rule of the orthogonal cell);
+``recur_nesterov`` runs pre-activation momentum (LSTM/tanh ``nesterov_restart``), which acts on the whole pre-activation
+and only needs the previous step's ``y_{t-1}``. The sequences are split with ``unbind``
 so that autograd gathers their gradients in one stack (indexing ``x[t]`` would allocate T full-size
 gradients).
 """
@@ -58,13 +58,14 @@ class AdamDrive:
     autograd op by op.
 
     Args:
-        rule: an ``Adam`` or ``RMSProp`` rule.
+        mu, s: the filter's constant decay (0 when nothing is carried) and input scale.
+        beta, eps: the normaliser's decay and the constant inside the square root.
         v: (B, G) momentum before the first step, None when mu = 0 (nothing to carry).
         m: (B, G) squared-drive average before the first step.
     """
 
-    def __init__(self, rule, v: torch.Tensor | None, m: torch.Tensor):
-        self.hyper = (rule.mu, rule.s, rule.beta, rule.eps)
+    def __init__(self, mu: float, s: float, beta: float, eps: float, v: torch.Tensor | None, m: torch.Tensor):
+        self.hyper = (mu, s, beta, eps)
         self.v, self.m = v, m
 
     def __call__(self, g: torch.Tensor) -> torch.Tensor:
@@ -139,7 +140,8 @@ def recur(cell: str, g: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w
 
 def recur_nesterov(cell: str, g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor,
                    c: torch.Tensor | None, y: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
-    """LSTM/tanh ``nesterov_restart``: y_t = W_hh h_{t-1} + b_hh − s·g_t ; z_t = y_t + c_t·(y_t − y_{t-1}).
+    """Pre-activation momentum (LSTM/tanh ``nesterov_restart``): y_t = W_hh h_{t-1} + b_hh − s·g_t ;
+    z_t = y_t + c_t·(y_t − y_{t-1}).
 
     Args:
         cell: ``lstm`` or ``tanh``.

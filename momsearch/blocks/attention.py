@@ -1,10 +1,10 @@
-"""Attention blocks: softmax or linear attention with a momentum rule on the state (DESIGN §3.3).
+"""Attention blocks: softmax or linear attention with a momentum rule on the state.
 
 Linear attention, per head: φ(x) = elu(x) + 1, U_t = φ(k_t)v_tᵀ, z_t = z_{t−1} + φ(k_t),
-y_t = φ(q_t)ᵀS_t / (φ(q_t)ᵀz_t + 1e-6); the rule (``plain``, ``heavy_ball``, ``nesterov_restart``, ``adam``)
-acts on the numerator state S only (``nesterov_restart`` starts from G_0 = S_0 = 0). Training runs the
-exact recurrence in a chunked parallel form; :meth:`Attention.step` runs it one token at a time.
-Bidirectional attention: every query reads the final state. Softmax attention is
+y_t = φ(q_t)ᵀS_t / (φ(q_t)ᵀz_t + 1e-6); the rule acts on the numerator state S only, through its properties
+(a linear filter of U_t accumulated into S, optionally normalised: see ``_attention_core.choose_attention_path``).
+Training runs the exact recurrence in a chunked parallel form; :meth:`Attention.step` runs it one token at
+a time. Bidirectional attention: every query reads the final state. Softmax attention is
 ``torch.nn.functional.scaled_dot_product_attention`` and takes ``plain`` only.
 
 Padding (``padding_mask`` True = padding) is *skipped*: a padded step leaves every state (S, z, the
@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ..catalog import allowed_rules
-from ..catalog.attention import PARAMS
+from ..catalog.attention import PARAMS, RULES
 from ..errors import ConfigError
 from ..rules import Plain, Rule
 from . import _attention_core as core
@@ -86,7 +85,7 @@ class TransformerEncoder(core.TransformerEncoder):
 
     Each layer computes a = h + FFN(LN(x + h)), h = Dropout(Attention(LN(x))), FFN = Linear, GELU, Dropout,
     Linear, Dropout; the stream is updated by ``residual`` (``plain``: x + a; ``heavy_ball``/``adaptive``:
-    see DESIGN §3.3). A final LayerNorm closes the stack.
+    v_l = mu_r·v_{l-1} + a_l ; x ← x + s_r·v_l, ``adaptive`` with a per-token mu_r). A final LayerNorm closes the stack.
 
     Args:
         d_model: model width.
@@ -128,12 +127,12 @@ class TransformerEncoder(core.TransformerEncoder):
 
 
 def _check_rule(rule: Rule, kind: str) -> Rule:
+    """``rule`` if it is a rule object offered by the attention block; the core then checks what it does."""
     if not isinstance(rule, Rule):
         raise ConfigError(f"rule={rule!r}: expected a rule object from momsearch.rules (e.g. HeavyBall(mu=0.6))")
-    allowed = allowed_rules("attention", {"kind": kind})
-    if rule.name not in allowed:
-        only = " (softmax attention takes rule plain only)" if kind == "softmax" else ""
-        raise ConfigError(f"rule={rule.name!r}: not allowed with kind={kind!r}{only}; valid: {', '.join(allowed)}")
+    if "attention" not in type(rule).blocks:
+        raise ConfigError(f"rule={rule.name!r}: not offered by the attention block (kind={kind!r}); "
+                          f"valid: {', '.join(RULES)}")
     return rule
 
 

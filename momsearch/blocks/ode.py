@@ -1,4 +1,4 @@
-"""Neural-ODE blocks with continuous-time momentum rules (DESIGN §3.2), solved by torchdiffeq.
+"""Neural-ODE blocks with continuous-time momentum rules, solved by torchdiffeq.
 
 :class:`ODEBlock` maps h0 (B, dim) to h(t1) for static inputs (NODE, HBNODE, GHBNODE, Nesterov,
 AdamNODE; ANODE through ``augment``). :class:`ODERNN` serves sequences: it jumps with an RNN cell at each
@@ -64,7 +64,10 @@ class ODEBlock(_NFE, core.ODEBlock):
             momentum state (plain) have no m0.
         max_nfe: one solve (forward or adjoint backward) using more evaluations raises
             :class:`~momsearch.errors.NFEBudgetExceeded`; 0 means no limit.
-        field: a vector field module f: (B, n) -> (B, n) replacing the MLP (n = dim + augment).
+        field: a vector field module f: (B, n) -> (B, n) replacing the MLP (n = dim + augment); with an
+            attribute ``time_input = True`` it is called as f(h, t), t of shape (B, 1).
+        time_input: the MLP field takes the time as one more first-layer input, f(h, t); NesterovNODE
+            feeds it tau = 1 + (time since the last restart).
     """
 
     flow_class = Flow  # the checked flow, counting evaluations
@@ -73,13 +76,13 @@ class ODEBlock(_NFE, core.ODEBlock):
                  hidden_size: int = 20, depth: int = 2, activation: str = "tanh", solver: str = "dopri5",
                  options: Mapping[str, Any] | None = None, rtol: float = 1e-3, atol: float = 1e-3,
                  adjoint: bool = True, seminorm: bool = False, m0: str = "zero", max_nfe: int = 10000,
-                 field: nn.Module | None = None):
+                 field: nn.Module | None = None, time_input: bool = False):
         dim = _SIZE.check("dim", dim)
         t1, augment = check("t1", t1), check("augment", augment)
         super().__init__(dim, t1, augment, rule=ode_rules.Plain() if rule is None else rule,
                          hidden_size=hidden_size, depth=depth, activation=activation, solver=solver,
                          options=options, rtol=rtol, atol=atol, adjoint=adjoint, seminorm=seminorm, m0=m0,
-                         max_nfe=max_nfe, field=field)
+                         max_nfe=max_nfe, field=field, time_input=time_input)
 
     def forward(self, h0: torch.Tensor) -> torch.Tensor:
         """The base class's ``forward`` (same argument and result), checked first and counted.
@@ -104,7 +107,8 @@ class ODERNN(_NFE, core.ODERNN):
         state_size: width of h (and of the output).
         cell: jump cell, ``tanh``, ``lstm`` or ``gru`` (``torch.nn.*Cell``).
         rule, hidden_size, depth, activation, solver, options, rtol, atol, adjoint, seminorm, m0,
-            max_nfe, field: as for :class:`ODEBlock`; the budget applies to each solve.
+            max_nfe, field, time_input: as for :class:`ODEBlock`; the budget applies to each solve (each
+            piece between restarts is a solve).
     """
 
     flow_class = Flow  # the checked flow, counting evaluations
@@ -113,13 +117,15 @@ class ODERNN(_NFE, core.ODERNN):
                  rule: ode_rules.ODERule | None = None, hidden_size: int = 20, depth: int = 2,
                  activation: str = "tanh", solver: str = "dopri5", options: Mapping[str, Any] | None = None,
                  rtol: float = 1e-3, atol: float = 1e-3, adjoint: bool = True, seminorm: bool = False,
-                 m0: str = "zero", max_nfe: int = 10000, field: nn.Module | None = None):
+                 m0: str = "zero", max_nfe: int = 10000, field: nn.Module | None = None,
+                 time_input: bool = False):
         input_size = _SIZE.check("input_size", input_size)
         state_size = _SIZE.check("state_size", state_size)
         super().__init__(input_size, state_size, check("cell", cell),
                          rule=ode_rules.Plain() if rule is None else rule, hidden_size=hidden_size, depth=depth,
                          activation=activation, solver=solver, options=options, rtol=rtol, atol=atol,
-                         adjoint=adjoint, seminorm=seminorm, m0=m0, max_nfe=max_nfe, field=field)
+                         adjoint=adjoint, seminorm=seminorm, m0=m0, max_nfe=max_nfe, field=field,
+                         time_input=time_input)
 
     def forward(self, x: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """The base class's ``forward`` (same arguments and result), checked first and counted.

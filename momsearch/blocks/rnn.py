@@ -1,18 +1,8 @@
-"""The recurrent block: tanh, LSTM, GRU and orthogonal cells driven by a discrete update rule (DESIGN §3.1).
+"""The recurrent block: tanh, LSTM, GRU and orthogonal cells driven by a discrete update rule.
 
-Parameters are named and shaped as in ``torch.nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` whatever the path that
-runs them, so weights load from and into the torch modules. Paths, fastest first:
-
-* ``plain``, ``heavy_ball`` and GRU ``nesterov_restart`` run on torch's fused kernels; the momentum rules
-  through the filtered-input identity: x̃_t = c_t·x̃_{t-1} + s·[x_t, 1] with weight ``[W_ih | b_ih]``.
-* ``adam``/``rmsprop`` compute the input term of every step with one GEMM. LSTM: then the whole layer is
-  one hand-differentiated node (:mod:`._rnn_adam`, chunked buffers, no graph per step); other cells: a step
-  loop that turns the input term into the drive on (B, G) slices, one hand-differentiated node per step.
-* LSTM/tanh ``nesterov_restart`` is a step loop that keeps the previous pre-activation.
-* The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
-
-The layers themselves live in ``_rnn_core`` (pure torch, shared with exported models); the class here adds
-the argument checks: constructor arguments against the catalog, the input and a carried state in ``forward``.
+The layers live in ``_rnn_core`` (pure torch, shared with exported models; it chooses each rule's path
+from the rule's properties, see :func:`._rnn_core.choose_rnn_path`); the class here adds the argument checks:
+constructor arguments against the catalog, the input and a carried state in ``forward``.
 """
 
 from __future__ import annotations
@@ -22,7 +12,7 @@ import torch
 from ..catalog import rnn as rnn_catalog
 from ..catalog.params import Param, check_params
 from ..errors import ConfigError
-from ..rules import RULES, Rule
+from ..rules import Plain, Rule
 from . import _rnn_core as core
 from ._rnn_core import LayerState, RNNState
 
@@ -36,7 +26,8 @@ class RNN(core.RNN):
         input_size: features per step, >= 1.
         hidden_size: hidden units per layer, >= 1.
         cell: ``tanh``, ``lstm``, ``gru`` or ``orthogonal``.
-        rule: a discrete rule object (:mod:`momsearch.rules`); None means ``Plain()``.
+        rule: a discrete rule object (:mod:`momsearch.rules`); None means ``Plain()``. A rule whose
+            properties no RNN path runs is a ConfigError naming the rule, the cell and why.
         num_layers: stacked layers, >= 1.
         dropout: dropout probability on the outputs of every layer but the last, in [0, 1).
         batch_first: inputs and outputs are (B, T, ·) instead of (T, B, ·).
@@ -90,9 +81,8 @@ class RNN(core.RNN):
 def _check_rule(rule) -> Rule:
     """``rule`` if it is a discrete rule object (None: ``Plain()``); otherwise ConfigError."""
     if rule is None:
-        return RULES["plain"]()
-    if not isinstance(rule, tuple(RULES.values())):
-        names = ", ".join(cls.__name__ for cls in RULES.values())
-        raise ConfigError(f"rule={rule!r}: expected a discrete rule object ({names}); "
+        return Plain()
+    if not isinstance(rule, Rule):
+        raise ConfigError(f"rule={rule!r}: expected a discrete rule object (a momsearch.rules.Rule); "
                           f"build one by name with momsearch.rules.make(name, **params)")
     return rule

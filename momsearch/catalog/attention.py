@@ -1,16 +1,10 @@
-"""Catalog of the attention block: softmax and linear attention with momentum on the state (DESIGN §3.3)."""
+"""Catalog of the attention block: softmax and linear attention with momentum on the linear-attention state."""
 
+from ..rules.base import discrete_rules
 from .params import Param
-from .rnn import EPS, MU, RESTART, S
 
-BETA = Param("float", 0.999, "decay of the squared-update average", low=0.0, high=1.0, high_open=True)
-
-RULES = {
-    "plain": {},
-    "heavy_ball": {"mu": MU, "s": S},
-    "nesterov_restart": {"s": S, "restart_every": RESTART},
-    "adam": {"mu": MU, "s": S, "beta": BETA, "eps": EPS},
-}
+# the discrete rules the attention block offers: declared once, in their own modules under momsearch/rules
+RULES = {name: cls.PARAMS for name, cls in discrete_rules().items() if "attention" in cls.blocks}
 
 PARAMS = {
     "kind": Param("str", "linear", "attention kind", choices=("linear", "softmax")),

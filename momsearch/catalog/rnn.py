@@ -1,22 +1,12 @@
-"""Catalog of the recurrent block: cells, block parameters and the discrete update rules (DESIGN §3.1)."""
+"""Catalog of the recurrent block: cells, block parameters and the discrete update rules it offers."""
 
+from ..rules.base import discrete_rules
 from .params import Param
 
 CELLS = ("tanh", "lstm", "gru", "orthogonal")
 
-MU = Param("float", 0.6, "momentum coefficient", low=0.0, high=1.0, high_open=True)
-S = Param("float", 0.6, "step size on the driving term", low=0.0, low_open=True)
-BETA = Param("float", 0.999, "decay of the squared-drive average", low=0.0, high=1.0, high_open=True)
-EPS = Param("float", 1e-16, "added inside the square root", low=0.0, low_open=True)
-RESTART = Param("int", 10, "restart the Nesterov counter every R steps (0: never)", low=0)
-
-RULES = {
-    "plain": {},
-    "heavy_ball": {"mu": MU, "s": S},
-    "nesterov_restart": {"s": S, "restart_every": RESTART},
-    "adam": {"mu": MU, "s": S, "beta": BETA, "eps": EPS},
-    "rmsprop": {"s": S, "beta": BETA, "eps": EPS},
-}
+# the discrete rules the RNN block offers: declared once, in their own modules under momsearch/rules
+RULES = {name: cls.PARAMS for name, cls in discrete_rules().items() if "rnn" in cls.blocks}
 
 PARAMS = {
     "cell": Param("str", "lstm", "recurrent cell", choices=CELLS),

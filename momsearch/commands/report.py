@@ -18,9 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Write the report and print where it is."""
     from ..search.lookup import open_study
+    from ..search.records import Records, store_for
     from ..search.report import write_report
 
     study, out_dir = open_study(args.target, args.storage, args.out)
-    summary = write_report(study, args.to or out_dir / "report")
-    print(f"report written: {summary.parent}/ (summary.md, trials.csv, plots)")
+    summary = write_report(study, args.to or out_dir / "report", Records(store_for(study, out_dir)))
+    print(f"report written: {summary.parent}/ (summary.md, by_rule.png, cost_vs_*.png, curves_by_rule.png, "
+          "trials.csv, plots)")
     return 0

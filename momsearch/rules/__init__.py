@@ -1,22 +1,18 @@
 """Update rules: the search dimension. Discrete rules (RNN cells, attention) here; continuous ones in ``ode``.
 
-``make(name, block=..., **params)`` resolves a rule name per block kind, so one YAML name
-(``heavy_ball``) means the right thing under an RNN, an ODE or an attention block.
+Each discrete rule is one module of this package defining one :class:`Rule` subclass; the package finds them
+(:func:`.base.discrete_rules`), so a new rule is a new file. ``make(name, block=..., **params)`` resolves a
+rule name per block kind, so one YAML name (``heavy_ball``) means the right thing under an RNN, an ODE or
+an attention block. Nothing here imports torch (``momsearch validate`` reads the declarations).
 """
 
 from __future__ import annotations
 
-from .. import catalog
-from .adam import Adam
-from .base import Rule
-from .heavy_ball import HeavyBall
-from .nesterov_restart import NesterovRestart
-from .plain import Plain
-from .rmsprop import RMSProp
+from .. import catalog  # first: the catalog reads .base and the rule modules while it loads (no cycle)
+from .base import Filter, Normaliser, Rule, discrete_rules
 
-RULES: dict[str, type[Rule]] = {
-    cls.name: cls for cls in (Plain, HeavyBall, NesterovRestart, Adam, RMSProp)
-}
+RULES: dict[str, type[Rule]] = dict(discrete_rules())
+globals().update({cls.__name__: cls for cls in RULES.values()})  # Plain, HeavyBall, ... as package attributes
 
 
 def make(name: str, block: str = "rnn", **params):
@@ -41,4 +37,5 @@ def make(name: str, block: str = "rnn", **params):
     return RULES[name](**catalog.check_params(f"rule {name}", spec, params))
 
 
-__all__ = ["Rule", "Plain", "HeavyBall", "NesterovRestart", "Adam", "RMSProp", "RULES", "make"]
+__all__ = ["Rule", "Filter", "Normaliser", "RULES", "make", "discrete_rules",
+           *(cls.__name__ for cls in RULES.values())]

@@ -1,11 +1,8 @@
 """``adam``: v_t = mu·v + s·g ; m_t = beta·m + (1-beta)·g² ; drive = v_t / sqrt(m_t + eps)."""
 
-from dataclasses import dataclass
-
-from .base import Rule
+from .base import BETA, EPS, MU, Filter, Normaliser, Rule, S
 
 
-@dataclass(frozen=True)
 class Adam(Rule):
     """Adam-style adaptive step on the driving term (eps inside the root, no bias correction).
 
@@ -16,8 +13,15 @@ class Adam(Rule):
         eps: > 0, added inside the square root.
     """
 
-    mu: float = 0.6
-    s: float = 0.6
-    beta: float = 0.999
-    eps: float = 1e-16
     name = "adam"
+    doc = "adaptive step: heavy-ball momentum divided by sqrt of the squared-drive average"
+    position = 3
+    PARAMS = {"mu": MU, "s": S, "beta": BETA, "eps": EPS}
+
+    def filter(self, block: str) -> Filter:
+        """v_t = mu·v_{t-1} + s·g_t (nothing carried when mu = 0)."""
+        return Filter(scale=self.s, decay=self.mu if self.mu > 0 else None)
+
+    def normaliser(self) -> Normaliser:
+        """m_t = beta·m_{t-1} + (1-beta)·g_t² ; drive = v_t / sqrt(m_t + eps)."""
+        return Normaliser(self.beta, self.eps)

@@ -1,11 +1,8 @@
 """``heavy_ball``: v_t = mu·v_{t-1} + s·g_t ; drive = v_t."""
 
-from dataclasses import dataclass
-
-from .base import Rule
+from .base import MU, Filter, Rule, S
 
 
-@dataclass(frozen=True)
 class HeavyBall(Rule):
     """Heavy-ball momentum on the driving term.
 
@@ -14,6 +11,11 @@ class HeavyBall(Rule):
         s: step size, > 0.
     """
 
-    mu: float = 0.6
-    s: float = 0.6
     name = "heavy_ball"
+    doc = "heavy-ball momentum: v = mu·v + s·g, drive v"
+    position = 1
+    PARAMS = {"mu": MU, "s": S}
+
+    def filter(self, block: str) -> Filter:
+        """v_t = mu·v_{t-1} + s·g_t ; out_t = v_t (attention: S_t = S_{t-1} + p_t)."""
+        return Filter(scale=self.s, decay=self.mu)

@@ -1,12 +1,15 @@
 """``plain``: the unmodified block (drive = g_t)."""
 
-from dataclasses import dataclass
-
-from .base import Rule
+from .base import Filter, Rule
 
 
-@dataclass(frozen=True)
 class Plain(Rule):
-    """No momentum: the block is exactly its torch counterpart."""
+    """No momentum: the block is exactly its torch counterpart (the identity filter)."""
 
     name = "plain"
+    doc = "no momentum: the block is its torch counterpart"
+    position = 0
+
+    def filter(self, block: str) -> Filter:
+        """out_t = g_t."""
+        return Filter()

@@ -1,11 +1,8 @@
 """``rmsprop``: ``adam`` with mu = 0."""
 
-from dataclasses import dataclass
-
-from .base import Rule
+from .base import BETA, EPS, Filter, Normaliser, Rule, S
 
 
-@dataclass(frozen=True)
 class RMSProp(Rule):
     """RMSProp-style adaptive step: drive = s·g_t / sqrt(m_t + eps), m_t = beta·m + (1-beta)·g².
 
@@ -15,12 +12,21 @@ class RMSProp(Rule):
         eps: > 0, added inside the square root.
     """
 
-    s: float = 0.6
-    beta: float = 0.999
-    eps: float = 1e-16
     name = "rmsprop"
+    doc = "adaptive step without momentum: s·g divided by sqrt of the squared-drive average"
+    position = 4
+    PARAMS = {"s": S, "beta": BETA, "eps": EPS}
+    blocks = ("rnn",)
 
     @property
     def mu(self) -> float:
         """RMSProp is Adam without momentum."""
         return 0.0
+
+    def filter(self, block: str) -> Filter:
+        """v_t = s·g_t (nothing carried)."""
+        return Filter(scale=self.s)
+
+    def normaliser(self) -> Normaliser:
+        """m_t = beta·m_{t-1} + (1-beta)·g_t² ; drive = s·g_t / sqrt(m_t + eps)."""
+        return Normaliser(self.beta, self.eps)

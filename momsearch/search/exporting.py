@@ -24,7 +24,8 @@ from ..builder import build
 from ..errors import ExportError, StudyError
 from ..standalone import verify_many, write_export
 from ..standalone.pt2 import export_pt2
-from .lookup import artifact_dir, open_study
+from .lookup import artifact_dir, default_out, open_study
+from .records import Records
 from .results import best_trials
 
 FORMATS = ("py", "pt2")
@@ -47,7 +48,8 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
         pareto: export the K best Pareto-optimal trials instead (single objective: the K best trials),
             each into ``out/trial_<number>/``.
         storage: Optuna storage URL when ``study`` is a file or name (else ``MOMSEARCH_STORAGE``).
-        runs: the study's output directory (default ``runs/<study name>/``) when ``study`` is a file or name.
+        runs: the study's output directory (default ``runs/<study name>/``); its ``artifacts/`` holds the weights
+            when the directory recorded in the study does not exist (a study copied or moved elsewhere).
         force: replace ``out`` if it is a previous export (it holds the marker file and only export files).
         format: ``py``, or ``pt2`` to also write ``cell.pt2`` (``torch.export``, fixed sequence length).
         artifacts: the weights store (default: the one the study recorded, else ``<runs>/artifacts``).
@@ -65,8 +67,10 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     if pareto is not None and (trial is not None or pareto < 1):
         raise ExportError(f"pareto={pareto}: must be >= 1 and not combined with trial={trial}")
     out = Path(out)
-    if isinstance(study, optuna.Study):
-        store_dir, protected = Path(artifacts or study.user_attrs.get("artifact_dir", "")), []
+    if isinstance(study, optuna.Study):  # e.g. a copied study: its recorded directory, else <runs>/artifacts
+        store_dir = Path(artifacts) if artifacts else artifact_dir(
+            study, Path(runs) if runs else default_out(study.study_name))
+        protected = []
     else:
         study, runs_dir, url = open_study(str(study), storage, runs, with_url=True)
         store_dir = Path(artifacts) if artifacts else artifact_dir(study, runs_dir, url)
@@ -75,8 +79,9 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     if not store_dir.is_dir():
         raise ExportError(f"artifacts={str(store_dir)!r}: no such directory (the study's weights store; "
                           "name it with --artifacts)")
-    chosen = _choose(study, trial, pareto)
     store = optuna.artifacts.FileSystemArtifactStore(str(store_dir))
+    records = Records(store)  # each trial's configuration, weights id and checksum
+    chosen = _choose(study, trial, pareto, records)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -85,7 +90,8 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     try:
         dirs = [tmp] if pareto is None else [tmp / f"trial_{t.number}" for t in chosen]
         io = study.user_attrs.get("io")  # one storage read for every chosen trial
-        checks = [_write(study, t, io, d, store, store_dir, format) for t, d in zip(chosen, dirs, strict=True)]
+        checks = [_write(study, t, io, records, d, store, store_dir, format)
+                  for t, d in zip(chosen, dirs, strict=True)]
         problems, refused = verify_many(checks)
         if not refused:
             raise ExportError("round-trip check: momsearch could still be imported in the isolated interpreter")
@@ -137,7 +143,8 @@ def check_destination(out: Path, force: bool, protected: Sequence[Path] = ()) ->
                           "replaces only a previous export: choose a new directory or remove it yourself")
 
 
-def _choose(study: optuna.Study, number: int | None, pareto: int | None) -> list[optuna.trial.FrozenTrial]:
+def _choose(study: optuna.Study, number: int | None, pareto: int | None,
+            records: Records) -> list[optuna.trial.FrozenTrial]:
     """The trials to export; StudyError/ExportError for a missing or unusable trial."""
     trials = study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -146,7 +153,7 @@ def _choose(study: optuna.Study, number: int | None, pareto: int | None) -> list
         if found is None:
             raise StudyError(f"trial={number}: study {study.study_name!r} has no such trial "
                              f"(trials 0..{len(trials) - 1})" if trials else f"trial={number}: the study has no trials")
-        if found.state != optuna.trial.TrialState.COMPLETE or "weights_artifact" not in found.user_attrs:
+        if found.state != optuna.trial.TrialState.COMPLETE or records.weights(found) is None:
             reason = found.user_attrs.get("status_reason")
             raise ExportError(f"trial {number} is {found.state.name}" + (f" ({reason})" if reason else "")
                               + f": it has no stored weights; completed trials: {_numbers(completed)}")
@@ -166,18 +173,24 @@ def _numbers(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
     return ", ".join(str(t.number) for t in trials) or "none"
 
 
-def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None, directory: Path, store,
-           store_dir: Path, format: str):
+def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None, records: Records,
+           directory: Path, store, store_dir: Path, format: str):
     """Download the trial's weights, rebuild the searched model, write the export; returns a check triple.
 
-    ``io`` is the study's recorded task input/output (None if the study has none).
+    ``io`` is the study's recorded task input/output (None if the study has none); ``records`` reads the
+    trial's configuration and weights id.
     """
-    attrs = trial.user_attrs
-    if "config" not in attrs or io is None:
+    attrs, config, weights_id = trial.user_attrs, records.config(trial), records.weights(trial)
+    if config is None and "record_artifact" in attrs:
+        raise ExportError(f"trial {trial.number}: cannot read its record {attrs['record_artifact']!r} in the "
+                          "study's artifact store; name the study's output directory (--runs) or its store "
+                          "(--artifacts)")
+    if config is None or io is None:
         raise ExportError(f"trial {trial.number}: no recorded configuration/io (a study from an older momsearch?)")
     directory.mkdir(parents=True, exist_ok=True)
-    state_dict = load_weights(trial, store, store_dir, directory / "weights.pt")
-    model = build(attrs["config"], io["input_size"], io["output_size"], input=io["input"], target=io["target"])
+    state_dict = load_weights(trial, weights_id, records.checksum(trial), store, store_dir,
+                              directory / "weights.pt")
+    model = build(config, io["input_size"], io["output_size"], input=io["input"], target=io["target"])
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
@@ -185,7 +198,7 @@ def _write(study: optuna.Study, trial: optuna.trial.FrozenTrial, io: dict | None
         raise ExportError(f"trial {trial.number}: stored weights do not fit its configuration ({first})") from None
     info = {"study": study.study_name, "trial": trial.number, "values": list(trial.values),
             "objectives": study.metric_names, "seed": attrs.get("seed"), "metrics": dict(attrs)}
-    write_export(directory, attrs["config"], io, state_dict, info)
+    write_export(directory, config, io, state_dict, info)
     if format == "pt2":
         export_pt2(directory, model, io)
     return directory, model, io
@@ -200,13 +213,13 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_weights(trial: optuna.trial.FrozenTrial, store, store_dir: Path, path: Path) -> dict:
+def load_weights(trial: optuna.trial.FrozenTrial, artifact_id: str, expected_sha256: str | None, store,
+                 store_dir: Path, path: Path) -> dict:
     """Copy a trial's weights artifact to ``path``, check its SHA-256, and load it with ``weights_only=True``.
 
     Any failure is one ExportError naming the trial and the artifact file; a file that does not match its
     checksum, or that torch refuses or cannot read, is "corrupt or was replaced" (never loaded unsafely).
     """
-    artifact_id = trial.user_attrs["weights_artifact"]
     where = f"trial {trial.number}: weights artifact {str(Path(store_dir) / str(artifact_id))!r}"
     try:
         optuna.artifacts.download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
@@ -214,8 +227,7 @@ def load_weights(trial: optuna.trial.FrozenTrial, store, store_dir: Path, path: 
         reason = "missing" if isinstance(exc, (FileNotFoundError, optuna.artifacts.exceptions.ArtifactNotFound)) \
             else "unreadable"
         raise ExportError(f"{where}: {reason} (is --artifacts the study's weights store?)") from None
-    expected = trial.user_attrs.get("weights_sha256")
-    if expected is not None and sha256(path) != expected:
+    if expected_sha256 is not None and sha256(path) != expected_sha256:
         raise ExportError(f"{where}: checksum mismatch: {CORRUPT}")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)

@@ -96,9 +96,17 @@ def recorded_artifact_dir(attrs: dict, url: str | None) -> Path | None:
 
 
 def artifact_dir(study: optuna.Study, out_dir: Path, url: str | None = None) -> Path:
-    """Where the study's weights artifacts live (recorded at creation; ``<out>/artifacts`` otherwise)."""
-    recorded = recorded_artifact_dir(study.user_attrs, url)
-    return recorded if recorded is not None and recorded.exists() else Path(out_dir) / ARTIFACT_DIR
+    """Where the study's weights artifacts live: as recorded at creation, else ``<out>/artifacts``.
+
+    A local SQLite study recorded its store relative to its folder: that folder is the study file's (``url``),
+    or, where the URL is not known, ``out_dir`` (where ``run`` puts ``study.db``): a copied ``runs/<name>/``
+    reads its own store first.
+    """
+    relative = study.user_attrs.get("artifact_dir_relative")
+    candidates = [recorded_artifact_dir(study.user_attrs, url)]
+    if relative is not None and study_dir(url) is None:
+        candidates.insert(0, (Path(out_dir) / relative).resolve())
+    return next((c for c in candidates if c is not None and c.exists()), Path(out_dir) / ARTIFACT_DIR)
 
 
 def check_artifact_store(study: optuna.Study, artifacts: Path, url: str | None) -> None:

@@ -17,10 +17,13 @@ import torch
 
 from ..builder import build
 from ..errors import MomsearchError
+from ..metrics import param_count
 from ..spec import resolve
 from ..tasks.arrays import check_model_size
-from ..train import fit
+from ..train import StopRun, fit
 from .pruning import make_callback
+from .records import Records, write_record
+from .results import RULE_ATTR, rule_of
 
 TRIAL_SEED_STRIDE = 1_000_003
 
@@ -82,10 +85,12 @@ class Objective:
         self.task = None
         self.artifact_store = artifact_store
         self.device = None if device == "auto" else device
+        self.records = Records(artifact_store)  # completed trials' histories, for the multi-objective median rule
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        run: dict[str, Any] = {}  # what the run got to: config, model size, result
         try:
-            result, has_nfe = self._train(trial)
+            result, has_nfe = self._train(trial, run)
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
@@ -93,22 +98,30 @@ class Objective:
             raise
         except Exception as exc:  # a user task or a configuration can fail in any way: record, go on
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self._set_metrics(trial, run)
+            self._write_record(trial, run)
             trial.set_user_attr("status_reason", reason)
             raise TrialFailed(reason) from exc
-        for key, value in result.metrics.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("history", result.history)
-        if result.status != "complete":
-            trial.set_user_attr("status_reason", result.reason)
-            raise TrialFailed(result.reason)
-        values = objective_values(result.metrics, self.study_file.objectives, has_nfe)
-        self._upload_weights(trial, result.state_dict)
+        self._set_metrics(trial, run)
+        weights = digest = None
+        try:
+            if result.status == "stopped":  # pruned: its metrics and cost up to the pruning point are recorded
+                trial.set_user_attr("status_reason", result.reason)
+                raise optuna.TrialPruned(result.reason)
+            if result.status != "complete":
+                trial.set_user_attr("status_reason", result.reason)
+                raise TrialFailed(result.reason)
+            values = objective_values(result.metrics, self.study_file.objectives, has_nfe)
+            weights, digest = self._upload_weights(trial, result.state_dict)
+        finally:
+            self._write_record(trial, run, weights, digest)
         return values[0] if len(values) == 1 else values
 
-    def _train(self, trial: optuna.Trial):
+    def _train(self, trial: optuna.Trial, run: dict[str, Any]):
         study = self.study_file
         config = study.space.suggest(trial)  # every active value, fixed training settings included
-        trial.set_user_attr("config", config)
+        run["config"] = config
+        trial.set_user_attr(RULE_ATTR, rule_of(config))
         train = resolve(config)["train"]
         seed = train["seed"] if train["seed"] is not None else trial_seed(study.study["seed"], trial)
         trial.set_user_attr("seed", seed)
@@ -120,13 +133,34 @@ class Objective:
                                               "input": task.input, "target": task.target})  # before allocating
         torch.manual_seed(seed)
         model = build(config, task.input_size, task.output_size, input=task.input, target=task.target)
+        run["params"] = param_count(model)
         has_nfe = any(hasattr(m, "nfe_forward") for m in model.modules())
-        callback = make_callback(trial, study)
-        result = fit(model, task, train, callbacks=[callback] if callback else [],
-                     device=self.device, seed=seed, progress=False)
+        callback = make_callback(trial, study, history=self.records.history)
+        callbacks = [_stop_when_pruned(callback)] if callback else []
+        result = fit(model, task, train, callbacks=callbacks, device=self.device, seed=seed, progress=False)
+        run["result"] = result
         return result, has_nfe
 
-    def _upload_weights(self, trial: optuna.Trial, state_dict: Mapping[str, torch.Tensor]) -> None:
+    def _set_metrics(self, trial: optuna.Trial, run: dict[str, Any]) -> None:
+        """Scalar metrics as user attributes (of a run that failed before training: what is known, its size)."""
+        result = run.get("result")
+        metrics = result.metrics if result is not None else {k: run[k] for k in ("params",) if k in run}
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+
+    def _write_record(self, trial: optuna.Trial, run: dict[str, Any], weights: str | None = None,
+                      digest: str | None = None) -> None:
+        """Configuration, history, weights id and checksum as the trial's record (when the configuration is
+        known)."""
+        if "config" in run:
+            result = run.get("result")
+            write_record(self.artifact_store, trial, run["config"], result.history if result is not None else [],
+                         weights, digest)
+
+    def _upload_weights(self, trial: optuna.Trial, state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str]:
+        """Upload the weights as an Optuna artifact of the trial; return its id and the file's SHA-256 (both kept
+        in the trial's record: a hyphenated uuid in a user attribute wraps over four lines of a dashboard
+        table row)."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "weights.pt"
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path)
@@ -134,5 +168,17 @@ class Objective:
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial,
                 mimetype="application/octet-stream")  # a guess from ".pt" says "SNES page table"
             digest = hashlib.sha256(path.read_bytes()).hexdigest()  # export checks the file against it
-        trial.set_user_attr("weights_artifact", artifact_id)
-        trial.set_user_attr("weights_sha256", digest)
+        return artifact_id, digest
+
+
+def _stop_when_pruned(callback):
+    """The pruning callback for ``fit``: a pruned trial stops the run (``StopRun``), so that ``fit`` still returns
+    the metrics and cost measured up to that epoch."""
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        try:
+            callback(epoch, metrics)
+        except optuna.TrialPruned as pruned:
+            raise StopRun(str(pruned)) from None
+
+    return on_epoch

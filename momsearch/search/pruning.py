@@ -26,8 +26,13 @@ def _no_pruning(spec) -> bool:
     return name is None or str(name).lower() in ("none", "nop", "nopruner")
 
 
-def make_callback(trial: optuna.Trial, study_file) -> Callable[[int, dict], None] | None:
-    """The per-epoch callback that reports to Optuna and raises ``optuna.TrialPruned``; None if no pruning."""
+def make_callback(trial: optuna.Trial, study_file,
+                  history: Callable | None = None) -> Callable[[int, dict], None] | None:
+    """The per-epoch callback that reports to Optuna and raises ``optuna.TrialPruned``; None if no pruning.
+
+    ``history(frozen_trial)`` gives a completed trial's per-epoch metrics for the multi-objective median rule
+    (default: its ``history`` user attribute, as studies before per-trial records kept it).
+    """
     spec = study_file.study.get("pruner")
     if _no_pruning(spec):
         return None
@@ -40,22 +45,24 @@ def make_callback(trial: optuna.Trial, study_file) -> Callable[[int, dict], None
         def report(epoch: int, metrics: dict) -> None:
             trial.report(float(metrics[metric]), step=epoch)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} ({metric}={metrics[metric]:.4g})")
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} by {type(trial.study.pruner).__name__}")
 
         return report
     metric = study_file.study.get("prune_on") or objectives[0]
     settings = pruner_settings(spec)
     return MedianRule(trial, metric, study_file.objectives.get(metric) or METRICS[metric][0],
                       warmup=int(settings.get("n_warmup_steps", 0)),
-                      startup=int(settings.get("n_startup_trials", 5)))
+                      startup=int(settings.get("n_startup_trials", 5)), history=history)
 
 
 class MedianRule:
     """The multi-objective pruning rule: worse than the completed trials' median at the same epoch."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, direction: str, warmup: int, startup: int):
+    def __init__(self, trial: optuna.Trial, metric: str, direction: str, warmup: int, startup: int,
+                 history: Callable | None = None):
         self.trial, self.metric, self.direction = trial, metric, direction
         self.warmup, self.startup = warmup, startup
+        self.history = history or (lambda t: t.user_attrs.get("history") or [])
 
     def __call__(self, epoch: int, metrics: dict) -> None:
         if epoch < self.warmup or self.metric not in metrics:
@@ -63,12 +70,11 @@ class MedianRule:
         completed = self.trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if len(completed) < self.startup:
             return
-        peers = [h[self.metric] for t in completed for h in t.user_attrs.get("history", [])
+        peers = [h[self.metric] for t in completed for h in self.history(t)
                  if h.get("epoch") == epoch and h.get(self.metric) is not None]
         if not peers:
             return
-        median, value = statistics.median(peers), metrics[self.metric]
+        median, value = statistics.median(peers), metrics[self.metric]  # the value is recorded with the trial
         worse = value < median if self.direction == "maximize" else value > median
         if worse:
-            raise optuna.TrialPruned(
-                f"pruned at epoch {epoch}: {self.metric}={value:.4g} worse than the median {median:.4g}")
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} by the median rule on {self.metric}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 
 SHOWN_METRICS = ("accuracy", "mse", "test_accuracy", "test_mse", "nfe_total", "device_seconds", "params")
+RULE_ATTR = "rule"  # the user attribute holding a trial's block/rule
 
 
 def rule_of(config: dict) -> str:
@@ -12,6 +13,11 @@ def rule_of(config: dict) -> str:
     kind = config.get("block", "?")
     rule = next((v for k, v in config.items() if k.startswith(f"block.{kind}") and k.endswith(".rule")), "plain")
     return f"{kind}/{rule}"
+
+
+def trial_rule(trial: optuna.trial.FrozenTrial) -> str:
+    """``block/rule`` of a trial: its ``rule`` user attribute (from its configuration in older studies)."""
+    return trial.user_attrs.get(RULE_ATTR) or rule_of(trial.user_attrs.get("config") or {})
 
 
 def short_config(params: dict) -> str:
@@ -55,7 +61,7 @@ def table(study: optuna.Study) -> str:
     for t in trials:
         values = [_fmt(v) for v in t.values]
         metrics = [_fmt(t.user_attrs.get(m)) for m in extra]
-        rows.append([str(t.number), *values, *metrics, rule_of(t.user_attrs.get("config", {})), short_config(t.params)])
+        rows.append([str(t.number), *values, *metrics, trial_rule(t), short_config(t.params)])
     return f"{title}\n" + _format(header, rows)
 
 

@@ -1,8 +1,8 @@
-"""The update rule of an exported block: its name and hyperparameters, read by the block's code.
+"""The continuous-time rule of an exported ODE block: its name and hyperparameters, read by the block's code.
 
-The library's rule classes (``momsearch.rules``, ``momsearch.rules.ode``) check their arguments against the
-catalog; the exported module carries the one rule the search chose, as plain values (DESIGN §3.1–§3.3). A
-continuous-time rule builds the library's own dynamics modules.
+The library's ODE rule classes (``momsearch.rules.ode``) check their arguments against the catalog; the
+exported module carries the one rule the search chose, as plain values, and builds the library's own
+dynamics modules. (An exported discrete rule is its own class from ``momsearch.rules``, embedded as written.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..rules.nesterov_restart import nesterov_coefficient
 from ..rules.ode import (
     AdamDynamics,
     GeneralizedHeavyBallDynamics,
@@ -21,39 +20,13 @@ from ..rules.ode import (
     restart_times,
 )
 
-
-@dataclass(frozen=True)
-class Rule:
-    """A discrete update rule: ``plain``, ``heavy_ball``, ``nesterov_restart``, ``adam`` or ``rmsprop``.
-
-    Args:
-        name: the rule.
-        mu: momentum coefficient (``heavy_ball``, ``adam``; 0 for ``rmsprop``).
-        s: step size on the driving term.
-        beta: decay of the squared-drive average (``adam``, ``rmsprop``).
-        eps: added inside the square root (``adam``, ``rmsprop``).
-        restart_every: Nesterov restart period R (0: never restart).
-    """
-
-    name: str = "plain"
-    mu: float = 0.0
-    s: float = 1.0
-    beta: float = 0.0
-    eps: float = 0.0
-    restart_every: int = 0
-
-    def coefficient(self, step: int) -> float:
-        """Nesterov's c_t for the 0-based global ``step``."""
-        return nesterov_coefficient(step, self.restart_every)
-
-
 # continuous-time rule -> (dynamics class, stacked state parts k, its hyperparameters in argument order)
 ODE_DYNAMICS = {
     "plain": (PlainDynamics, 1, ()),
     "heavy_ball": (HeavyBallDynamics, 2, ("gamma_init",)),
     "generalized_heavy_ball": (GeneralizedHeavyBallDynamics, 2, ("gamma_init", "xi_init")),
     "nesterov_restart": (NesterovDynamics, 2, ("restart_every",)),
-    "adam": (AdamDynamics, 3, ("beta1_init", "beta2_init", "eps")),
+    "adam": (AdamDynamics, 3, ("beta1_init", "beta2_init", "eps", "normalizer")),
 }
 
 
@@ -67,16 +40,18 @@ class ODERule:
         xi_init: initial restoring coefficient (``generalized_heavy_ball``).
         restart_every: restart period R of Nesterov's clock (0: never restart).
         beta1_init, beta2_init: initial betas (``adam``).
-        eps: added inside the square root (``adam``).
+        eps: added to the square root (``adam``).
+        normalizer: n in h' = m / (sqrt(n(v)) + eps) (``adam``).
     """
 
     name: str = "plain"
-    gamma_init: float = 0.05
-    xi_init: float = 0.5
+    gamma_init: float = 0.04742587317756678  # sigmoid(-3)
+    xi_init: float = 2.1269280110429727  # softplus(2)
     restart_every: float = 1.0
-    beta1_init: float = 0.5
-    beta2_init: float = 0.5
-    eps: float = 1e-6
+    beta1_init: float = 0.9525741268224334  # sigmoid(3)
+    beta2_init: float = 0.9525741268224334
+    eps: float = 1e-8
+    normalizer: str = "sigmoid"
 
     @property
     def components(self) -> int:

@@ -17,12 +17,13 @@ import torch
 import yaml
 
 from ..catalog import ode as ode_catalog
+from ..rules import RULES
 from ..spec import resolve
 from .source import collect, render_body, render_imports
 
 INPUT_SHAPES = {"sequence": "(B, T, I)", "tokens": "(B, T)", "static": "(B, I)"}
 # trial attributes that are not metrics
-SPEC_SKIP = ("config", "history", "weights_artifact", "weights_sha256")
+SPEC_SKIP = ("config", "history", "weights_artifact", "weights_sha256", "record_artifact", "rule")
 
 
 def _arg(name: str, value: Any) -> tuple[str, str, Any]:
@@ -35,8 +36,22 @@ def _rule_args(rule: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     return [_arg("rule", rule["name"])] + [_arg(k, v) for k, v in rule["params"].items()]
 
 
-def _rule_call(rule: Mapping[str, Any], cls: str = "Rule") -> str:
+def _rule_call(rule: Mapping[str, Any], cls: str) -> str:
     return f"{cls}(" + ", ".join(["rule", *(f"{k}={k}" for k in rule["params"])]) + ")"
+
+
+def _discrete_rule(rule: Mapping[str, Any]) -> tuple[list[str], str, tuple[str, str]]:
+    """The chosen discrete rule, rebuilt from its own class and declared parameters.
+
+    Returns:
+        ``(lines, call, root)``: body lines checking the ``rule`` argument names the embedded class, the
+        constructor call with the parameters as keyword arguments, and the class to embed.
+    """
+    cls = RULES[rule["name"]]
+    check = [f"if rule != {cls.__name__}.name:",
+             f"    raise ValueError(f\"rule={{rule!r}}: this module embeds only rule {{{cls.__name__}.name!r}}\")"]
+    call = f"{cls.__name__}(" + ", ".join(f"{k}={k}" for k in rule["params"]) + ")"
+    return check, call, (cls.__module__, cls.__name__)
 
 
 def _rnn(block, io) -> tuple[list, list[str], list[tuple[str, str]], str]:
@@ -44,13 +59,15 @@ def _rnn(block, io) -> tuple[list, list[str], list[tuple[str, str]], str]:
     args = [_arg("hidden_size", p["hidden_size"]), _arg("cell", p["cell"]), _arg("num_layers", p["num_layers"]),
             _arg("dropout", p["dropout"]), *_rule_args(block["rule"])]
     tokens = io["input"] == "tokens"
+    check, rule_call, rule_root = _discrete_rule(block["rule"])
     body = [
+        *check,
         "self.input_head = " + ("nn.Embedding(input_size, hidden_size)" if tokens else "nn.Identity()"),
         f"self.block = RNN({'hidden_size' if tokens else 'input_size'}, hidden_size, cell, "
-        f"{_rule_call(block['rule'])}, num_layers=num_layers, dropout=dropout, batch_first=True)",
+        f"{rule_call}, num_layers=num_layers, dropout=dropout, batch_first=True)",
         "self.output_head = nn.Linear(hidden_size, output_size)",
     ]
-    roots = [("momsearch.blocks._rnn_core", "RNN"), ("momsearch.standalone._rule", "Rule")]
+    roots = [("momsearch.blocks._rnn_core", "RNN"), rule_root]
     return args, body, roots, "h, _ = self.block(h)  # (B, T, H)"
 
 
@@ -61,10 +78,11 @@ def _flow_args(p, rule) -> tuple[list, str]:
     if fixed:
         args.append(_arg("step_size", p["step_size"]))
     args += [_arg(k, p[k]) for k in ("rtol", "atol", "adjoint", "seminorm", "m0")]
+    args.append(_arg("time_input", p.get("time_input", False)))
     options = '{"step_size": step_size}' if fixed else "{}"
     call = (f"rule={_rule_call(rule, 'ODERule')}, hidden_size=hidden_size, depth=depth, "
             f"activation=activation, solver=solver, options={options}, "
-            "rtol=rtol, atol=atol, adjoint=adjoint, seminorm=seminorm, m0=m0")
+            "rtol=rtol, atol=atol, adjoint=adjoint, seminorm=seminorm, m0=m0, time_input=time_input")
     return args, call
 
 
@@ -94,12 +112,14 @@ def _attention(block, io) -> tuple[list, list[str], list[tuple[str, str]], str]:
              "dropout", "chunk_size")
     args = [_arg(k, p[k]) for k in names] + _rule_args(block["rule"])
     embed = "nn.Embedding(input_size, d_model)" if io["input"] == "tokens" else "nn.Linear(input_size, d_model)"
-    body = [f"self.input_head = nn.Sequential({embed}, SinusoidalPositions(d_model))",
-            f"self.block = TransformerEncoder(d_model, heads, layers, ffn, kind, {_rule_call(block['rule'])}, "
+    check, rule_call, rule_root = _discrete_rule(block["rule"])
+    body = [*check,
+            f"self.input_head = nn.Sequential({embed}, SinusoidalPositions(d_model))",
+            f"self.block = TransformerEncoder(d_model, heads, layers, ffn, kind, {rule_call}, "
             "causal, residual, residual_mu, residual_s, dropout, chunk_size)",
             "self.output_head = nn.Linear(d_model, output_size)"]
     roots = [("momsearch.blocks._attention_core", "TransformerEncoder"), ("momsearch.model", "SinusoidalPositions"),
-             ("momsearch.standalone._rule", "Rule")]
+             rule_root]
     return args, body, roots, "h = self.block(h)  # (B, T, D)"
 
 

@@ -11,31 +11,25 @@ Nothing is downloaded: every built-in task is generated (``seq_digits`` reads sc
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import catalog
 from ..errors import ConfigError
-from .adding import adding
 from .arrays import from_arrays
-from .assoc_recall import assoc_recall
 from .base import IGNORE, Task
-from .circles import circles
-from .copy_memory import copy_memory
-from .digits import seq_digits
-from .listops import listops
-from .oscillator import oscillator
 from .user import from_module, from_npz
 
-BUILTIN: dict[str, Callable[..., dict]] = {
-    "seq_digits": seq_digits,
-    "copy": copy_memory,
-    "adding": adding,
-    "circles": circles,
-    "oscillator": oscillator,
-    "listops": listops,
-    "assoc_recall": assoc_recall,
-}
+
+def _generator(name: str) -> Callable[..., dict]:
+    """The function that generates built-in task ``name``: ``catalog.TASKS[name]["make"]`` in this package."""
+    module, function = catalog.TASKS[name]["make"].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
+
+
+# built-in task -> its generating function, all read from the one registry, catalog.TASKS
+BUILTIN: dict[str, Callable[..., dict]] = {name: _generator(name) for name in catalog.TASKS}
 SOURCES = ("name", "module", "npz")
 
 
