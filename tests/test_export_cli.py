@@ -130,7 +130,7 @@ def _snapshot(root):
     import hashlib
 
     return {str(p.relative_to(root)): "db" if ".db" in p.name else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
 
 
 @pytest.fixture

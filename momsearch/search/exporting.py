@@ -67,6 +67,7 @@ def export(study: optuna.Study | str, trial: int | None = None, out: str | Path 
     if pareto is not None and (trial is not None or pareto < 1):
         raise ExportError(f"pareto={pareto}: must be >= 1 and not combined with trial={trial}")
     out = Path(out)
+    check_destination(out, force)  # before the study is opened: nothing is touched for a refused destination
     if isinstance(study, optuna.Study):  # e.g. a copied study: its recorded directory, else <runs>/artifacts
         store_dir = Path(artifacts) if artifacts else artifact_dir(
             study, Path(runs) if runs else default_out(study.study_name))
