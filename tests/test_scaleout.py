@@ -100,12 +100,18 @@ def test_three_workers_on_postgres_finish_exactly_thirty(tmp_path, postgres_url)
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_killed_worker_trial_fails_and_is_retried_once(tmp_path, postgres_url, monkeypatch):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_killed_worker_trial_fails_and_is_retried_once(tmp_path, monkeypatch, request, backend):
+    """Heartbeats are an RDB feature: SQLite has them too, so this runs where PostgreSQL is absent."""
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        (tmp_path / "db").mkdir()
+        url = f"sqlite:///{tmp_path / 'db' / 'study.db'}"
     study_section = "{n_trials: 3, pruner: none, heartbeat_interval: 1, grace_period: 2}"
     path = write_study(tmp_path, "kill", study_section)
-    proc = spawn_run(path, tmp_path, "--storage", postgres_url, n=400_000)
-    wait_for_running(postgres_url, "kill", proc)
+    proc = spawn_run(path, tmp_path, "--storage", url, n=400_000)
+    wait_for_running(url, "kill", proc)
     time.sleep(1.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -113,8 +119,8 @@ def test_killed_worker_trial_fails_and_is_retried_once(tmp_path, postgres_url, m
 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("MOMSEARCH_TEST_N", "64")
-    assert main(["run", str(path), "--storage", postgres_url, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
-    trials = optuna.load_study(study_name="kill", storage=postgres_url).get_trials()
+    assert main(["run", str(path), "--storage", url, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    trials = optuna.load_study(study_name="kill", storage=url).get_trials()
     killed = trials[0]
     assert killed.state == State.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
@@ -144,14 +150,16 @@ def test_sigterm_marks_the_running_trial_and_resume_finishes(tmp_path, monkeypat
     monkeypatch.setenv("MOMSEARCH_TEST_N", "64")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     states = [t.state for t in optuna.load_study(study_name="term", storage=storage).get_trials()]
-    assert states.count(State.COMPLETE) == 1 and State.RUNNING not in states
+    assert states.count(State.COMPLETE) == 2 and State.RUNNING not in states  # the FAIL one is replaced
 
 
-def test_non_finite_loss_fails_the_trial_with_a_reason(tmp_path, monkeypatch):
+def test_non_finite_loss_fails_the_trial_with_a_reason(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     path = write_study(tmp_path, "nan", "{n_trials: 1, max_fail_fraction: 1.0}",
                        task="{module: 'points_task:make', poison: true}")
-    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2  # nothing completed
+    err = capsys.readouterr().err
+    assert "no trial completed" in err and "non-finite" in err and err.count("\n") == 1
     trial = optuna.load_study(study_name="nan", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials[0]
     assert trial.state == State.FAIL
     assert "non-finite" in trial.user_attrs["status_reason"]
@@ -174,7 +182,7 @@ def test_out_of_memory_fails_the_trial_and_the_study_goes_on(tmp_path, monkeypat
     path = write_study(tmp_path, "oom", "{n_trials: 3, pruner: none, max_fail_fraction: 0.5}")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     trials = optuna.load_study(study_name="oom", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials
-    assert [t.state for t in trials] == [State.FAIL, State.COMPLETE, State.COMPLETE]
+    assert [t.state for t in trials] == [State.FAIL, State.COMPLETE, State.COMPLETE, State.COMPLETE]
     assert "out of memory" in trials[0].user_attrs["status_reason"]
 
 
@@ -188,7 +196,7 @@ def test_nfe_budget_overflow_fails_the_trial_with_a_reason(tmp_path):
         train: {epochs: 1, batch_size: 32}
         study: {n_trials: 1, max_fail_fraction: 1.0}
         """))
-    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2  # nothing completed
     trial = optuna.load_study(study_name="nfe", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}").trials[0]
     assert trial.state == State.FAIL
     assert "NFE" in trial.user_attrs["status_reason"] or "nfe" in trial.user_attrs["status_reason"]

@@ -65,7 +65,7 @@ def test_run_records_metrics_and_weights_then_resumes(tmp_path, capsys):
     path.write_text(path.read_text().replace("task: seq_digits", "task: {name: seq_digits, permuted: true}"))
     assert run(path, tmp_path, "--n-trials", "6") == 2  # another task under the same name: refused
     err = capsys.readouterr().err
-    assert "already exists with task" in err and len(err.strip().splitlines()) == 1
+    assert "task.permuted: false in the study, true in this file" in err and len(err.strip().splitlines()) == 1
     assert len(load(tmp_path).get_trials()) == 5
 
 

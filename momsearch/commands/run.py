@@ -28,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     from ..search.lookup import default_out
     from ..search.preflight import check_before_run
     from ..search.results import table
-    from ..search.study import RunOptions, run
+    from ..search.study import RunOptions, run, running_elsewhere
     from ..spec import load_study_file
     from ..spec.settings import check_run_flags
 
@@ -45,4 +45,10 @@ def main(args: argparse.Namespace) -> int:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
     print(f"study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print(table(study))
+    running = running_elsewhere(study)
+    if running:
+        grace = study_file.study["grace_period"]
+        print(f"still RUNNING: trial{'s' if len(running) > 1 else ''} {', '.join(map(str, running))}, left by "
+              f"other workers (or by dead ones: a later run marks those FAIL once {grace} s pass without a "
+              "heartbeat, study.grace_period)")
     return 0

@@ -48,6 +48,38 @@ def make_sampler(spec: str | Mapping[str, Any] | None, seed: int, shared: bool =
     return _construct("study.sampler", cls, kwargs)
 
 
+def base_seed(spec: str | Mapping[str, Any] | None, study_seed: int) -> int:
+    """The seed the user asked for: the sampler's own ``seed`` keyword if given, else ``study.seed``."""
+    seed = _name_and_kwargs(spec, "sampler")[1].get("seed")
+    return study_seed if seed is None else int(seed)
+
+
+def worker_seed(base: int, run: int, index: int) -> int:
+    """The sampler seed of worker ``index`` of run ``run`` of a study, from the user's seed ``base``.
+
+    Every worker of every run draws its own stream: ``numpy.random.SeedSequence([base, run, index])``, where
+    ``run`` is a number the storage gives each run of the study (or a random 64-bit id where it cannot), so
+    two workers, two hosts or two runs never share a seed. The first worker of a study's first run uses
+    ``base`` itself: a sole worker on a fresh study samples exactly what ``Sampler(seed=base)`` samples.
+    """
+    import numpy as np
+
+    if run == 0 and index == 0:
+        return base
+    return int(np.random.SeedSequence([base, run, index]).generate_state(1)[0])
+
+
+def seeded(spec: str | Mapping[str, Any] | None, seed: int) -> dict:
+    """The sampler spec with its ``seed`` keyword set to ``seed`` (unchanged for a sampler without one)."""
+    name, kwargs = _name_and_kwargs(spec, "sampler")
+    if name is None:
+        name, kwargs = "TPESampler", {"multivariate": True, "group": True, **kwargs}
+    cls = _classes(optuna.samplers, optuna.samplers.BaseSampler).get(name)
+    if cls is not None and "seed" in _parameters(cls):
+        kwargs["seed"] = seed
+    return {"name": name, **kwargs}
+
+
 def make_pruner(spec: str | Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
     """Build a pruner from a class name of ``optuna.pruners`` or ``{name: ..., **kwargs}``; ``none``: no pruning."""
     name, kwargs = _name_and_kwargs(spec, "pruner")

@@ -1,26 +1,24 @@
 """Create-or-resume a study and run its trials in one or several local worker processes.
 
-``n_trials`` is the study's target: a run adds trials until the study holds that many. Inside one
-``momsearch run`` the remaining trials are split exactly between the ``--jobs`` workers. A trial of a killed
-worker is failed by Optuna's heartbeat check and re-run once with the same parameters; the re-run replaces
-it and does not count again. Workers on other hosts joining the same storage stop once the target is reached
-(each host's run splits what remained when it started, so hosts started at the same moment may overshoot).
+``n_trials`` is the study's target: the trials that finished with a result (COMPLETE or PRUNED) plus those
+alive now. FAIL trials do not use up the budget: a run starts new trials in their place, until more than
+``study.max_fail_fraction`` of the study's finished trials failed, or as many of its own trials failed as it
+set out to run. Each worker counts (one query) before each trial it starts, under a lock shared by the run's
+workers, so one run never overshoots; k runs racing on one study (k hosts) overshoot by at most k - 1.
 
-The study-wide checks (the target reached by other hosts, the share of failed trials) read the whole trial
-list, a query that costs more than a tiny trial's other storage traffic. A worker makes them after every
-trial of its own that fails, once its share is done, on a grid after every trial, and otherwise at most
-once every ``STUDY_CHECK_SECONDS``: every trial when trials are longer than that.
+Every worker of every run samples with its own seed (``samplers.worker_seed``): the user's seed, the run's
+number (``runs.claim_run``) and the worker's index. A sole worker on a fresh study is reproducible from the
+seed; a resumed run continues instead of replaying. A trial of a killed worker is failed by Optuna's heartbeat
+check and re-run once with the same parameters; a worker of this run that dies has its trial failed at once
+by the parent (``workers``).
 """
 
 from __future__ import annotations
 
 import collections
 import functools
-import json
 import multiprocessing
-import signal
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +26,13 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import StudyError
+from ..errors import MomsearchError, StudyError
+from . import contract, runs, workers
 from .lookup import artifact_record, check_artifact_store
 from .storage import ARTIFACT_DIR, default_url, open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 MIN_TRIALS_FOR_FAIL_CHECK = 3
-STUDY_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -76,7 +74,11 @@ def storage_for(study_file, options: RunOptions):
 
 
 def create_or_load(study_file, storage: optuna.storages.BaseStorage, artifacts: Path) -> optuna.Study:
-    """Create the study (or load it if it exists) with its sampler, pruner, directions and metadata."""
+    """Create the study (or load it if it exists) with its sampler, pruner, directions and metadata.
+
+    Resuming is a contract (``contract.check``): a study file that differs from the study's record in its
+    task, objectives, training settings or parameter space is refused (StudyError) before anything is written.
+    """
     from .samplers import make_pruner, make_sampler
 
     s = study_file.study
@@ -85,46 +87,28 @@ def create_or_load(study_file, storage: optuna.storages.BaseStorage, artifacts: 
         study_name=study_file.name, storage=storage,
         sampler=make_sampler(s.get("sampler"), s["seed"]), pruner=make_pruner(s.get("pruner")),
         directions=directions, load_if_exists=True)
+    recorded, updated = study.user_attrs.get("momsearch"), None
+    if recorded is not None:
+        updated = contract.check(recorded, study_file)
     if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions]:
-        raise StudyError(f"study {study_file.name!r} already exists with other objectives "
-                         f"({study.metric_names or len(study.directions)}); use another name or storage")
+        contract.refuse(study_file.name, "objectives", study.metric_names or
+                        [d.name.lower() for d in study.directions], dict(study_file.objectives))
     if study.metric_names is None:
         study.set_metric_names(list(study_file.objectives))
-    recorded = study.user_attrs.get("momsearch")
     if recorded is None:
-        study.set_user_attr("momsearch", record(study_file))
-        for key, value in artifact_record(artifacts, getattr(storage, "url", None)).items():
+        study.set_user_attr("momsearch", contract.record(study_file))
+        for key, value in artifact_record(artifacts, getattr(runs.rdb(storage), "url", None)).items():
             study.set_user_attr(key, value)
-    elif recorded["task"] != json.loads(json.dumps(study_file.task)):
-        raise StudyError(f"study {study_file.name!r} already exists with task {recorded['task']} (this file: "
-                         f"{study_file.task}); its trials would not compare: use another name or storage")
     else:
-        check_artifact_store(study, artifacts, getattr(storage, "url", None))
+        check_artifact_store(study, artifacts, getattr(runs.rdb(storage), "url", None))
+        if updated is not None:
+            study.set_user_attr("momsearch", updated)
     return study
 
 
 def record(study_file) -> dict:
-    """What a study stores about its study file, so report and export work from the storage alone."""
-    return {"task": study_file.task, "objectives": dict(study_file.objectives), "train": dict(study_file.train),
-            "seed": study_file.study["seed"]}
-
-
-def is_retry(trial) -> bool:
-    """Whether a trial re-runs a failed one (Optuna's retry callback marks it with ``failed_trial``)."""
-    return "failed_trial" in trial.system_attrs
-
-
-def counted(trials: list, grid: bool = False) -> int:
-    """Of a study's trials, those that count toward ``n_trials``: started ones that are not re-runs.
-
-    On a grid (``BruteForceSampler``) it counts distinct configurations instead: workers sampling in parallel
-    can draw the same grid point twice (Optuna documents this), and a repeat must not take the place of a
-    point that was never run.
-    """
-    started = [t for t in trials if t.state != TrialState.WAITING and not is_retry(t)]
-    if grid:
-        return len({json.dumps(t.params, sort_keys=True, default=str) for t in started})
-    return len(started)
+    """What a study stores about its study file (see ``contract.record``)."""
+    return contract.record(study_file)
 
 
 def is_grid(study_file) -> bool:
@@ -134,21 +118,21 @@ def is_grid(study_file) -> bool:
     return name == "BruteForceSampler"
 
 
-def waiting(trials: list) -> int:
-    """Queued trials (e.g. re-runs of killed trials) that a worker will pick up before sampling new ones."""
-    return sum(1 for t in trials if t.state == TrialState.WAITING)
-
-
 def check_failures(trials: list, max_fraction: float) -> None:
     """Raise StudyError if more than ``max_fraction`` of the finished trials failed, naming the top reason."""
     trials = [t for t in trials if t.state in FINISHED]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     if len(trials) < MIN_TRIALS_FOR_FAIL_CHECK or len(failed) <= max_fraction * len(trials):
         return
+    raise StudyError(f"stopped: {len(failed)} of {len(trials)} trials failed (more than "
+                     f"study.max_fail_fraction={max_fraction}); most common reason {top_reason(failed)}")
+
+
+def top_reason(failed: list) -> str:
+    """``(3x): ValueError: ...``: the most common ``status_reason`` of failed trials and how often it occurs."""
     reasons = collections.Counter(t.user_attrs.get("status_reason") or "unknown reason" for t in failed)
     reason, count = reasons.most_common(1)[0]
-    raise StudyError(f"stopped: {len(failed)} of {len(trials)} trials failed (more than "
-                     f"study.max_fail_fraction={max_fraction}); most common reason ({count}x): {reason}")
+    return f"({count}x): {reason}"
 
 
 def _quiet_optuna() -> None:
@@ -157,61 +141,102 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def _install_signal_handlers() -> None:
-    """SIGTERM behaves like Ctrl-C: the running trial is marked FAIL with a reason, then the worker stops."""
+@dataclass(frozen=True)
+class Plan:
+    """What every worker of a run works toward.
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+    Attributes:
+        target: the study's ``n_trials``.
+        max_failed: the run stops starting trials once this many of its trials failed (the failure-fraction
+            stop aside, this bounds a run whose every trial fails, e.g. with ``max_fail_fraction: 1``).
+        run: the run's number (``runs.claim_run``); with the worker index and the user's seed it makes the
+            worker's sampler seed.
+        first: the number the run's first new trial gets at the earliest (its failures are reported).
+    """
 
-    signal.signal(signal.SIGTERM, interrupt)
+    target: int
+    max_failed: int
+    run: int
+    first: int = 0
 
 
-def worker(study_file, options: RunOptions, n_trials: int, index: int, sampler_seed: int) -> None:
-    """Run ``n_trials`` new trials of the study in this process (one of ``--jobs`` workers), plus any
-    queued re-runs of killed trials it picks up on the way.
+def worker(study_file, options: RunOptions, index: int, plan: Plan, state: workers.RunState) -> None:
+    """Run trials of the study in this process (worker ``index`` of ``--jobs``) until the study holds
+    ``plan.target`` trials that count (``runs.count_toward_target``), the timeout passes, or too many failed.
 
-    ``sampler_seed`` differs per worker and per resumed run, so workers and resumed runs do not replay
-    the same random start-up samples.
+    Before each trial the worker takes the run's start lock, counts, and creates its trial (RUNNING) before
+    giving the lock back, so the workers of one run never overshoot the target; runs on other hosts each hold
+    their own lock, so k of them racing overshoot by at most k - 1.
     """
     import torch
     from optuna.artifacts import FileSystemArtifactStore
 
     from ..tasks import load as load_task
     from .objective import Objective, TrialFailed
-    from .samplers import make_pruner, make_sampler
+    from .samplers import base_seed, make_pruner, make_sampler, seeded, worker_seed
 
-    _install_signal_handlers()
     torch.set_num_threads(options.threads)
     _quiet_optuna()
+    spec = study_file.study.get("sampler")
+    seed = worker_seed(base_seed(spec, study_file.study["seed"]), plan.run, index)
     shared = options.jobs > 1 or options.storage != default_url(options.out)  # other workers may sample it
     study = optuna.load_study(study_name=study_file.name, storage=storage_for(study_file, options),
-                              sampler=make_sampler(study_file.study.get("sampler"), sampler_seed, shared=shared),
+                              sampler=make_sampler(seeded(spec, seed), seed, shared=shared),
                               pruner=make_pruner(study_file.study.get("pruner")))
     options.artifacts.mkdir(parents=True, exist_ok=True)
     objective = Objective(study_file, functools.partial(load_task, study_file.task),
                           FileSystemArtifactStore(str(options.artifacts)),
                           device=_device_for(options.device, index))
-    target, started, grid = options.n_trials, [0], is_grid(study_file)
-    max_fraction = study_file.study["max_fail_fraction"]
-    next_check = [time.monotonic() + STUDY_CHECK_SECONDS]
+    grid, max_fraction = is_grid(study_file), study_file.study["max_fail_fraction"]
+    storage, study_id = study._storage, study._study_id
 
-    def stop_when_done(study: optuna.Study, trial) -> None:
-        started[0] += not is_retry(trial)
-        mine_done = started[0] >= n_trials and not grid  # on a grid a repeated point does not use up a share
-        now = time.monotonic()
-        if not (mine_done or grid or trial.state == TrialState.FAIL or now >= next_check[0]):
-            return
-        next_check[0] = now + STUDY_CHECK_SECONDS
-        trials = study.get_trials(deepcopy=False)
-        if not waiting(trials) and (mine_done or counted(trials, grid) >= target):
-            study.stop()
-        try:
-            check_failures(trials, max_fraction)
-        except StudyError:
+    def may_start() -> bool:  # with the start lock held
+        if state.failed.value >= plan.max_failed:
+            return False
+        count, waiting = runs.tally(storage, study_id, grid)
+        return count < plan.target or waiting > 0  # ask() takes a queued re-run first
+
+    def run_trial(trial: optuna.Trial):
+        state.trials[index] = trial._trial_id  # the parent fails it if this process dies
+        state.release(index)
+        return objective(trial)
+
+    def after_trial(study: optuna.Study, trial) -> None:
+        state.trials[index] = workers.NO_TRIAL
+        if trial.state == TrialState.FAIL:
+            state.add(state.failed)
+            try:
+                check_failures(study.get_trials(deepcopy=False), max_fraction)
+            except StudyError:
+                study.stop()
+                return
+        else:
+            state.add(state.completed)
+        state.acquire(index)
+        if not may_start():
+            state.release(index)
             study.stop()
 
-    study.optimize(objective, timeout=options.timeout, catch=(TrialFailed,), callbacks=[stop_when_done],
-                   gc_after_trial=False)
+    state.acquire(index)
+    try:
+        if may_start():
+            study.optimize(run_trial, timeout=options.timeout, catch=(TrialFailed,), callbacks=[after_trial],
+                           gc_after_trial=False)
+    finally:
+        state.release(index)
+
+
+def _worker_process(study_file, options: RunOptions, index: int, plan: Plan, state: workers.RunState) -> None:
+    """A worker process: dies with its parent; an interrupt or a momsearch error ends it with one line."""
+    workers.die_with_parent()
+    workers.install_worker_signals()
+    try:
+        worker(study_file, options, index, plan, state)
+    except KeyboardInterrupt:
+        sys.exit(workers.EXIT_INTERRUPTED)
+    except MomsearchError as exc:
+        print(f"momsearch run: worker {index}: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(workers.EXIT_ERROR)
 
 
 def _device_for(device: str, index: int) -> str:
@@ -225,10 +250,6 @@ def _device_for(device: str, index: int) -> str:
     return "cpu"
 
 
-def _split(n: int, k: int) -> list[int]:
-    return [n // k + (1 if i < n % k else 0) for i in range(k)]
-
-
 def run(study_file, options: RunOptions) -> optuna.Study:
     """Create or resume the study and run it to its ``n_trials`` target.
 
@@ -240,7 +261,10 @@ def run(study_file, options: RunOptions) -> optuna.Study:
         The study, after the run.
 
     Raises:
-        StudyError: too many trials failed (``study.max_fail_fraction``), or the storage is unusable.
+        StudyError: the file differs from the study it resumes; too many trials failed
+            (``study.max_fail_fraction``); the run completed no trial; workers died before the target was
+            reached; or the storage is unusable.
+        KeyboardInterrupt: SIGINT or SIGTERM (every worker's running trial is FAIL, no worker is left).
     """
     options = options.resolved(study_file)
     options.out.mkdir(parents=True, exist_ok=True)
@@ -248,27 +272,62 @@ def run(study_file, options: RunOptions) -> optuna.Study:
     storage = storage_for(study_file, options)
     study = create_or_load(study_file, storage, options.artifacts)
     optuna.storages.fail_stale_trials(study)  # trials of killed workers -> FAIL, re-runs queued
-    trials = study.get_trials(deepcopy=False)
-    done = counted(trials, is_grid(study_file))
-    remaining = max(0, options.n_trials - done)
-    if remaining == 0 and not waiting(trials):
+    grid = is_grid(study_file)
+    target = options.n_trials
+    if grid and study_file.space.size() is not None:
+        target = min(target, study_file.space.size())  # a grid cannot hold more distinct points
+    count, waiting = runs.tally(storage, study._study_id, grid)
+    remaining = max(target - count, 0) + waiting  # the queued re-runs (counted already) are run too
+    if remaining <= 0:
         return study
-    shares = [n for n in _split(remaining, options.jobs) if n > 0] or [0]
-    seeds = [study_file.study["seed"] + done + 7919 * i for i in range(len(shares))]
-    if len(shares) == 1:
-        with _Progress(study, remaining, options.progress):
-            worker(study_file, options, shares[0], 0, seeds[0])
+    plan = Plan(target=target, max_failed=remaining, run=runs.claim_run(storage, study._study_id),
+                first=len(study.get_trials(deepcopy=False)))
+    jobs = min(options.jobs, remaining)
+    if jobs == 1:
+        state = workers.RunState(multiprocessing, 1)
+        previous = workers.install_worker_signals()
+        try:
+            with _Progress(study, remaining, options.progress):
+                worker(study_file, options, 0, plan, state)
+        finally:
+            workers.restore_signals(previous)
+        outcome = workers.Outcome()
     else:
-        procs = _start_processes(study_file, options, shares, seeds, storage)
-        with _Progress(study, remaining, options.progress):  # its polling thread starts after the fork
-            _join(procs)
-    check_failures(study.get_trials(deepcopy=False), study_file.study["max_fail_fraction"])
+        ctx, state = _start_context(storage, jobs)
+        procs = [ctx.Process(target=_worker_process, args=(study_file, options, i, plan, state))
+                 for i in range(jobs)]
+        outcome = workers.supervise(procs, state, storage, progress=_Progress(study, remaining, options.progress))
+    if outcome.signal is not None:
+        raise KeyboardInterrupt(outcome.signal)
+    _check_outcome(study, study_file, plan, state, outcome, grid)
     return study
 
 
-def _start_processes(study_file, options: RunOptions, shares: list[int], seeds: list[int],
-                     storage: optuna.storages.BaseStorage) -> list:
-    """Start one worker process per share.
+def _check_outcome(study, study_file, plan: Plan, state: workers.RunState, outcome: workers.Outcome,
+                   grid: bool) -> None:
+    """Raise StudyError if the run did not do what it set out to: too many failures, no trial completed, or
+    workers died before the target was reached."""
+    trials = study.get_trials(deepcopy=False)
+    check_failures(trials, study_file.study["max_fail_fraction"])
+    died = "; ".join(outcome.died)
+    if state.completed.value == 0 and (state.failed.value or died):
+        failed = [t for t in trials if t.state == TrialState.FAIL and t.number >= plan.first]
+        why = f"{died}; " if died else ""
+        reason = f"; most common reason {top_reason(failed)}" if failed else ""
+        raise StudyError(f"no trial completed in this run: {why}{state.failed.value} failed{reason}")
+    held = runs.counted(trials, grid)
+    if died and held < plan.target:
+        raise StudyError(f"{died}; the study holds {held} of {plan.target} trials: run again to finish")
+
+
+def running_elsewhere(study: optuna.Study) -> list[int]:
+    """Numbers of the study's RUNNING trials: after a run, those of other workers (or of dead ones that a later
+    run fails once ``study.grace_period`` passes without a heartbeat)."""
+    return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+
+
+def _start_context(storage: optuna.storages.BaseStorage, jobs: int):
+    """The multiprocessing context for the workers, and their shared state.
 
     On Linux the workers are forked after the parent has imported torch, the trainer and the task's
     libraries, so each starts in milliseconds instead of re-importing them (seconds); the parent's database
@@ -276,15 +335,13 @@ def _start_processes(study_file, options: RunOptions, shares: list[int], seeds: 
     """
     if sys.platform.startswith("linux"):
         _preload()
-        storage.engine.dispose()
+        base = runs.rdb(storage)
+        if base is not None:
+            base.engine.dispose()
         ctx = multiprocessing.get_context("fork")
     else:
         ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=worker, args=(study_file, options, n, i, seed))
-             for i, (n, seed) in enumerate(zip(shares, seeds, strict=True))]
-    for p in procs:
-        p.start()
-    return procs
+    return ctx, workers.RunState(ctx, jobs)
 
 
 def _preload() -> None:
@@ -295,29 +352,15 @@ def _preload() -> None:
     from . import objective  # noqa: F401  (builder, blocks, train)
 
 
-def _join(procs: list) -> None:
-    try:
-        for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()  # SIGTERM: each worker marks its running trial FAIL and exits
-        for p in procs:
-            p.join()
-        raise
-
-
 class _Progress:
     """A tqdm bar over the run's trials, fed by polling the storage (works for any number of workers)."""
 
     def __init__(self, study: optuna.Study, total: int, enabled: bool):
         self.study, self.total, self.enabled = study, total, enabled
-        self.start = self._finished()
-        self.bar = None
+        self.start, self.bar = 0, None  # read on entering: no storage connection before the workers fork
 
     def _finished(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+        return runs.finished_with_result(self.study._storage, self.study._study_id)
 
     def poll(self) -> None:
         if self.bar is not None:
@@ -327,6 +370,7 @@ class _Progress:
 
     def __enter__(self):
         if self.enabled:
+            self.start = self._finished()
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=self.total, desc=f"study {self.study.study_name}", unit="trial")
