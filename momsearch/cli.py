@@ -85,8 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last resort: one line instead of a traceback
         if os.environ.get(DEBUG_ENV):
             raise
+        if _interrupted(exc):  # e.g. a database call that failed because Ctrl-C/SIGTERM cut its commit short
+            print(f"momsearch {args.command}: interrupted", file=sys.stderr)
+            return 130
         first = (str(exc).strip().splitlines() or [""])[0]
         return fail(f"unexpected {type(exc).__name__}: {first[:300]} (set {DEBUG_ENV}=1 for the traceback)")
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` happened while handling, or because of, a KeyboardInterrupt (SIGINT/SIGTERM)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
 
 if __name__ == "__main__":
     sys.exit(main())

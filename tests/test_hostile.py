@@ -431,6 +431,20 @@ def test_every_error_reaching_the_cli_is_one_line(monkeypatch, capsys, error, ma
     _one_line(capsys, main(["validate", "x.yaml"]), match)
 
 
+def test_an_error_caused_by_an_interrupt_is_reported_as_the_interrupt(monkeypatch, capsys):
+    from momsearch.commands import validate
+
+    def fail(args):
+        try:
+            raise KeyboardInterrupt("SIGTERM")
+        except KeyboardInterrupt:
+            raise RuntimeError("session rolled back during a flush") from None
+
+    monkeypatch.setattr(validate, "main", fail)
+    assert main(["validate", "x.yaml"]) == 130
+    assert capsys.readouterr().err == "momsearch validate: interrupted\n"
+
+
 def test_an_unusable_output_path_is_one_line(tmp_path, capsys):
     path = tmp_path / "s.yaml"
     path.write_text(STUDY)
