@@ -740,4 +740,15 @@ def test_adam_root_has_finite_gradients_where_the_normalizer_underflows(normaliz
     z = torch.stack((torch.randn(2, 3), torch.zeros(2, 3), torch.full((2, 3), -1e4)), 1).requires_grad_()
     dynamics(torch.tensor(0.0), z).sum().backward()
     assert torch.isfinite(z.grad).all()
+
     assert all(torch.isfinite(p.grad).all() for p in dynamics.parameters())
+
+
+def test_nesterov_adjoint_never_evaluates_before_the_start(float64):
+    """tau = 1 + t must stay >= 1: torchdiffeq's backward solve would otherwise step past t = 0 (tau <= 0: NaN)."""
+    torch.manual_seed(14)
+    field = RecordingTimeField()
+    block = ODEBlock(dim=2, rule=ode_rules.NesterovRestart(restart_every=0.0), field=field, adjoint=True)
+    block(torch.randn(8, 2, requires_grad=True)).square().sum().backward()
+    assert block.nfe_backward > 0
+    assert torch.cat(field.seen).min() >= 1.0

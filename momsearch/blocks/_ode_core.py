@@ -205,19 +205,24 @@ class Flow(nn.Module):
     def _odeint(self, func: nn.Module, z0: torch.Tensor, span: Sequence[float]) -> torch.Tensor:
         """One torchdiffeq solve of ``func`` from span[0] to span[1]: (B, k, n) -> (B, k, n).
 
-        With a restarting clock, adaptive Runge-Kutta steps are stopped on both end points (``step_t``):
-        torchdiffeq otherwise steps past the end and interpolates back, evaluating the dynamics outside the
-        piece (before its start in the adjoint's backward solve), where the piece's clock does not apply.
-        Without restarts the solve is torchdiffeq's plain one.
+        A clocked rule (NesterovNODE: its field is only defined for tau > 0) has adaptive Runge-Kutta steps
+        stopped on the end points (``step_t``): torchdiffeq otherwise steps past the end and interpolates
+        back, and the adjoint's backward solve then evaluated the field before the start, at tau <= 0 (NaN;
+        its step size underflowed). Forward solves get it only with restarts, where the piece's clock
+        would not apply past its end; without restarts the forward solve is torchdiffeq's plain one.
         """
         t = torch.tensor(span, dtype=z0.dtype, device=z0.device)  # (2,)
         options = self.options
-        restarts = float(getattr(self.dynamics, "restart_every", 0.0)) > 0
-        if restarts and self.solver in ADAPTIVE_RK_SOLVERS and not {"step_t", "jump_t"} & set(options):
-            options = {**options, "step_t": t}
+        adjoint_options = {k: v for k, v in options.items() if k != "norm"}  # torchdiffeq's own default
+        clocked = hasattr(self.dynamics, "tau")
+        if clocked and self.solver in ADAPTIVE_RK_SOLVERS and not {"step_t", "jump_t"} & set(options):
+            adjoint_options["step_t"] = t
+            if float(getattr(self.dynamics, "restart_every", 0.0)) > 0:
+                options = {**options, "step_t": t}
+        if self.seminorm:
+            adjoint_options["norm"] = "seminorm"
         kwargs = {"rtol": self.rtol, "atol": self.atol, "method": self.solver, "options": options}
         if self.adjoint:
-            adjoint_options = {**options, "norm": "seminorm"} if self.seminorm else None
             z = odeint_adjoint(func, z0, t, adjoint_params=tuple(self.dynamics.parameters()),
                                adjoint_options=adjoint_options, **kwargs)  # (2, B, k, n)
         else:

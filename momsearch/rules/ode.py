@@ -178,8 +178,8 @@ class Adam(ODERule):
     the logits learnable. eps is *outside* the root. The normaliser n bounds the adaptive gain:
     ``sigmoid`` (the authors' CIFAR run, the default: for v >= 0 the gain 1 / (sqrt(n(v)) + eps) stays
     in (1 - eps, sqrt(2)], where sqrt(v + eps) would reach 1/sqrt(eps) at v = 0), ``softplus`` (their MNIST class)
-    or ``identity`` (plain Adam; v is floored at the smallest normal number inside the root, since a solver
-    stage can undershoot 0).
+    or ``identity`` (plain Adam; n(v) is floored at the smallest normal number inside the root, since a
+    solver stage can undershoot 0).
 
     Args:
         beta1_init, beta2_init: initial betas in (0, 1); default sigmoid(3) ~ 0.953 (logits 3, the authors').
@@ -354,7 +354,8 @@ class AdamDynamics(Dynamics):
 
     n(v) is floored at the dtype's smallest normal number before the root: the values are the authors'
     wherever n(v) does not underflow, and the root's gradient stays finite where it does (the adjoint's
-    backward reconstruction of v can overshoot far below 0, where sigmoid(v) is exactly 0).
+    backward reconstruction of v can overshoot far below 0, where sigmoid(v) is exactly 0). Reading v as
+    max(v, 0) there instead made the adjoint field non-smooth at v0 = 0 and its backward step size collapse.
     """
 
     def __init__(self, field: nn.Module, beta1_init: float, beta2_init: float, eps: float,
