@@ -28,6 +28,7 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 
 from ..errors import StudyError
+from ..redact import redact, scrub
 
 SQLITE_NAME = "study.db"
 SCHEMA_RACE_RETRIES = 5
@@ -52,13 +53,9 @@ def default_url(out: Path) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A storage URL fit to print: its password (in the user part or a ``password=`` query parameter) hidden."""
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except Exception:  # not an SQLAlchemy URL (e.g. grpc://host:port): nothing of it is parsed as a password
-        return url
-    query = {k: "***" if k.lower() == "password" else v for k, v in parsed.query.items()}
-    return parsed.set(query=query).render_as_string(hide_password=True)
+    """A storage URL fit to print: its password (in the user part or a ``password=`` query parameter) hidden
+    (:func:`momsearch.redact.redact`, the one redaction every message goes through)."""
+    return redact(url)
 
 
 def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
@@ -103,7 +100,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     try:
         storage = _create(url, engine_kwargs, heartbeat)
     except ImportError as exc:
-        raise StudyError(f"storage {redact_url(url)!r}: missing database driver ({exc}); "
+        raise StudyError(f"storage {redact_url(url)!r}: missing database driver ({scrub(str(exc), url)}); "
                          "for PostgreSQL install momsearch[postgres]") from None
     except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
         if _fault(exc) == "full":
@@ -232,16 +229,7 @@ def _first_line(exc: BaseException, url: str) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     line = lines[0] if lines else type(exc).__name__
     line = line.removeprefix("Exception calling application: ")  # how a gRPC server passes an error on
-    password = _password(url)
-    return line.replace(password, "***") if password else line
-
-
-def _password(url: str) -> str | None:
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except Exception:
-        return None
-    return parsed.password or parsed.query.get("password") or None
+    return scrub(line, url) if url else line
 
 
 def find_fault(exc: BaseException) -> StudyError | None:

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from ..errors import MomsearchError, StudyError
 from . import contract, runs, workers
+from .lookup import artifact_record, check_artifact_store
 from .storage import ARTIFACT_DIR, default_url, open_storage, storage_faults
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -96,9 +97,12 @@ def create_or_load(study_file, storage: optuna.storages.BaseStorage, artifacts: 
         study.set_metric_names(list(study_file.objectives))
     if recorded is None:
         study.set_user_attr("momsearch", contract.record(study_file))
-        study.set_user_attr("artifact_dir", str(artifacts.resolve()))
-    elif updated is not None:
-        study.set_user_attr("momsearch", updated)
+        for key, value in artifact_record(artifacts, getattr(runs.rdb(storage), "url", None)).items():
+            study.set_user_attr(key, value)
+    else:
+        check_artifact_store(study, artifacts, getattr(runs.rdb(storage), "url", None))
+        if updated is not None:
+            study.set_user_attr("momsearch", updated)
     return study
 
 
