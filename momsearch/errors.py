@@ -1,7 +1,19 @@
 """The error hierarchy: every error momsearch raises on purpose derives from :class:`MomsearchError`.
 
-The CLI turns any ``MomsearchError`` into one line on stderr and exit code 2.
+The CLI turns any ``MomsearchError`` into one line on stderr and exit code 2. Messages quote values read from
+files through :func:`quote`, so a huge value never becomes a huge message.
 """
+
+QUOTE_LIMIT = 100
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` cut to about ``limit`` characters (``...`` and the full length when cut), for messages
+    that quote a value from a file: a 4 MB list must not become a 4 MB error line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 class MomsearchError(Exception):

@@ -30,9 +30,11 @@ def _free_port() -> int:
 
 
 class Cluster:
-    """Start with :meth:`start`, connect with :attr:`url`, stop with :meth:`stop`."""
+    """Start with :meth:`start`, connect with :attr:`url`, stop with :meth:`stop` (which also removes it);
+    :meth:`stop_server` and :meth:`start_server` take the server away and bring it back."""
 
-    def __init__(self):
+    def __init__(self, max_connections: int = 100):
+        self.max_connections = max_connections
         self.bin = server_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="momsearch-pg-"))
         self.port = _free_port()
@@ -50,13 +52,30 @@ class Cluster:
             shutil.chown(self.dir, "postgres")
             self.dir.chmod(0o755)
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", USER)
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=100"
-        self._run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
+        self.start_server()
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, USER)
         return self
 
+    def start_server(self) -> None:
+        """Start the server of the cluster (again, after :meth:`stop_server`) on the same port."""
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections={self.max_connections}"
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
+
+    def running(self) -> bool:
+        """Whether the server is up (``pg_ctl status``)."""
+        cmd = [str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "status"]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+
+    def stop_server(self) -> None:
+        """Stop the server at once (as a crash or a pulled cable would), keeping its data for
+        :meth:`start_server`: clients see their connections dropped and new ones refused."""
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+            if self.running():
+                self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -12,13 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quote
 
 _KINDS = ("int", "float", "bool", "str")
 
 
 def did_you_mean(name: object, choices) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice to ``name``, or ``""``."""
+    if len(str(name)) > 100:  # difflib is quadratic: no suggestion for a huge value
+        return ""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -26,7 +28,7 @@ def did_you_mean(name: object, choices) -> str:
 def unknown(what: str, name: object, choices) -> ConfigError:
     """The error for an unknown name: names it, suggests the closest choice and lists the valid ones."""
     valid = ", ".join(str(c) for c in choices)
-    return ConfigError(f"unknown {what} {name!r}{did_you_mean(name, choices)}; valid: {valid}")
+    return ConfigError(f"unknown {what} {quote(name)}{did_you_mean(name, choices)}; valid: {valid}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class Param:
                 return float(value)
         elif isinstance(value, str):
             return value
-        raise ConfigError(f"{name}={value!r}: expected {self.range_text()}")
+        raise ConfigError(f"{name}={quote(value)}: expected {self.range_text()}")
 
     def check(self, name: str, value: Any) -> Any:
         """Coerce and range-check ``value``; return it or raise ConfigError naming ``name`` and the range."""
@@ -119,7 +121,7 @@ class Param:
         if not self.contains(value):
             if self.choices is not None:
                 raise unknown(name, value, self.choices)
-            raise ConfigError(f"{name}={value!r}: must be {self.range_text()}")
+            raise ConfigError(f"{name}={quote(value)}: must be {self.range_text()}")
         return value
 
 
@@ -149,6 +151,6 @@ def check_params(where: str, spec: Mapping[str, Param], values: Mapping[str, Any
     for key in values:
         if key not in spec:
             raise ConfigError(
-                f"{where}: unknown parameter {key!r}{did_you_mean(key, spec)}; valid: {', '.join(spec) or 'none'}"
+                f"{where}: unknown parameter {quote(key)}{did_you_mean(key, spec)}; valid: {', '.join(spec) or 'none'}"
             )
     return {name: p.check(f"{where}: {name}", values.get(name, p.default)) for name, p in spec.items()}

@@ -9,7 +9,8 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``momsearch report``."""
     parser.add_argument("target", metavar="FILE_OR_STUDY", help="study file, or a study name")
-    parser.add_argument("--storage", help="Optuna storage URL (default: SQLite under the output directory)")
+    parser.add_argument("--storage", help="Optuna storage URL (default: $MOMSEARCH_STORAGE, else the study file's, "
+                        "else SQLite under the output directory)")
     parser.add_argument("--out", type=Path, help="the study's output directory (default: runs/<study name>/)")
     parser.add_argument("--to", type=Path, help="where to write the report (default: <out>/report/)")
 

@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``momsearch run``; unset ones come from the study file's ``study:`` section."""
     parser.add_argument("file", help="study file (YAML)")
     parser.add_argument("--out", type=Path, help="output directory (default: runs/<study name>/)")
-    parser.add_argument("--storage", help="Optuna storage URL (default: SQLite <out>/study.db)")
+    parser.add_argument("--storage", help="Optuna storage URL (default: $MOMSEARCH_STORAGE, else the file's "
+                        "study.storage, else SQLite <out>/study.db)")
     parser.add_argument("--n-trials", type=int, help="the study's target number of trials")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     parser.add_argument("--jobs", type=int, help="local worker processes on the same storage")
@@ -23,18 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the study and print the best trial or the Pareto front."""
-    from ..errors import ConfigError
+    from ..redact import storage_from_env
     from ..search.lookup import default_out
+    from ..search.preflight import check_before_run
     from ..search.results import table
     from ..search.study import RunOptions, run, running_elsewhere
     from ..spec import load_study_file
+    from ..spec.settings import check_run_flags
 
-    for flag in ("n_trials", "jobs", "threads"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')}={value}: must be >= 1")
+    check_run_flags(n_trials=args.n_trials, timeout=args.timeout, jobs=args.jobs, threads=args.threads,
+                    device=args.device)  # the same rules as the file's study: section
     study_file = load_study_file(args.file)
-    options = RunOptions(out=args.out or default_out(study_file.name), storage=args.storage,
+    check_before_run(study_file, args.device or study_file.study["device"], args.device is not None)
+    options = RunOptions(out=args.out or default_out(study_file.name), storage=storage_from_env(args.storage),
                          n_trials=args.n_trials, timeout=args.timeout, jobs=args.jobs, threads=args.threads,
                          device=args.device, artifacts=args.artifacts, progress=not args.no_progress)
     study = run(study_file, options)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 from collections.abc import Mapping
@@ -18,10 +19,12 @@ from ..builder import build
 from ..errors import MomsearchError
 from ..metrics import param_count
 from ..spec import resolve
+from ..tasks.arrays import check_model_size
 from ..train import StopRun, fit
 from .pruning import make_callback
 from .records import Records, write_record
 from .results import RULE_ATTR, rule_of
+from .storage import is_disk_full
 
 TRIAL_SEED_STRIDE = 1_000_003
 
@@ -94,14 +97,19 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("status_reason", "interrupted (SIGINT/SIGTERM)")
             raise
-        except Exception as exc:  # a user task or a configuration can fail in any way: record, go on
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        except (Exception, SystemExit) as exc:  # a user task or a configuration can fail in any way: record, go on
+            if isinstance(exc, SystemExit):  # a user task calling sys.exit(): its trial fails, the worker goes on
+                reason = f"SystemExit: the task called sys.exit({exc.code!r})"
+            else:
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            trial.set_user_attr("status_reason", reason)  # first: on a full disk the record may not be written
             self._set_metrics(trial, run)
             self._write_record(trial, run)
-            trial.set_user_attr("status_reason", reason)
+            if is_disk_full(exc):
+                raise  # every later trial would fail the same way: the run stops (with one line, "disk full")
             raise TrialFailed(reason) from exc
         self._set_metrics(trial, run)
-        weights = None
+        weights = digest = None
         try:
             if result.status == "stopped":  # pruned: its metrics and cost up to the pruning point are recorded
                 trial.set_user_attr("status_reason", result.reason)
@@ -110,9 +118,9 @@ class Objective:
                 trial.set_user_attr("status_reason", result.reason)
                 raise TrialFailed(result.reason)
             values = objective_values(result.metrics, self.study_file.objectives, has_nfe)
-            weights = self._upload_weights(trial, result.state_dict)
+            weights, digest = self._upload_weights(trial, result.state_dict)
         finally:
-            self._write_record(trial, run, weights)
+            self._write_record(trial, run, weights, digest)
         return values[0] if len(values) == 1 else values
 
     def _train(self, trial: optuna.Trial, run: dict[str, Any]):
@@ -127,6 +135,8 @@ class Objective:
             self.task = self.load_task()
             record_io(trial.study, self.task)
         task = self.task
+        check_model_size(study.name, config, {"input_size": task.input_size, "output_size": task.output_size,
+                                              "input": task.input, "target": task.target})  # before allocating
         torch.manual_seed(seed)
         model = build(config, task.input_size, task.output_size, input=task.input, target=task.target)
         run["params"] = param_count(model)
@@ -144,23 +154,27 @@ class Objective:
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
 
-    def _write_record(self, trial: optuna.Trial, run: dict[str, Any], weights: str | None = None) -> None:
-        """Configuration, history and weights id as the trial's record (when the configuration is known)."""
+    def _write_record(self, trial: optuna.Trial, run: dict[str, Any], weights: str | None = None,
+                      digest: str | None = None) -> None:
+        """Configuration, history, weights id and checksum as the trial's record (when the configuration is
+        known)."""
         if "config" in run:
             result = run.get("result")
             write_record(self.artifact_store, trial, run["config"], result.history if result is not None else [],
-                         weights)
+                         weights, digest)
 
-    def _upload_weights(self, trial: optuna.Trial, state_dict: Mapping[str, torch.Tensor]) -> str:
-        """Upload the weights as an Optuna artifact of the trial; return its id (kept in the trial's record: a
-        hyphenated uuid in a user attribute wraps over four lines of a dashboard table row)."""
+    def _upload_weights(self, trial: optuna.Trial, state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str]:
+        """Upload the weights as an Optuna artifact of the trial; return its id and the file's SHA-256 (both kept
+        in the trial's record: a hyphenated uuid in a user attribute wraps over four lines of a dashboard
+        table row)."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "weights.pt"
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path)
             artifact_id = optuna.artifacts.upload_artifact(
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial,
                 mimetype="application/octet-stream")  # a guess from ".pt" says "SNES page table"
-        return artifact_id
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()  # export checks the file against it
+        return artifact_id, digest
 
 
 def _stop_when_pruned(callback):

@@ -7,10 +7,11 @@ store, beside the weights; the user attribute ``record_artifact`` holds its id::
 
     {"trial": 3, "config": {"block": "rnn", "block.rnn.rule": "heavy_ball", ...},
      "history": [{"epoch": 1, "accuracy": 0.41, "loss": 1.62, "train_loss": 2.01}, ...],
-     "weights_artifact": "0b6f...-..."}
+     "weights_artifact": "0b6f...-...", "weights_sha256": "9f86d0..."}
 
 ``weights_artifact`` is the id of the trial's weights, an Optuna artifact of the trial (listed by
 ``optuna.artifacts.get_all_artifact_meta`` and by optuna-dashboard); null for a trial without weights.
+``weights_sha256`` is the SHA-256 of that file, which export checks before loading it.
 
 Any client reads it with ``optuna.artifacts.download_artifact(artifact_store=FileSystemArtifactStore(DIR),
 artifact_id=trial.user_attrs["record_artifact"], file_path=...)``. The file is written with the store's own
@@ -36,11 +37,13 @@ RECORD_ATTR = "record_artifact"
 
 
 def write_record(store, trial: optuna.Trial, config: dict[str, Any], history: list[dict],
-                 weights: str | None = None) -> str:
+                 weights: str | None = None, weights_sha256: str | None = None) -> str:
     """Write the trial's record into ``store`` and its id into the ``record_artifact`` user attribute; return
-    the id. ``weights`` is the id of the trial's weights artifact (None: no weights, e.g. a pruned trial)."""
+    the id. ``weights`` is the id of the trial's weights artifact (None: no weights, e.g. a pruned trial),
+    ``weights_sha256`` the SHA-256 of that file (export checks the file against it)."""
     artifact_id = f"record_{uuid.uuid4().hex}.json"  # no hyphen: a table cell does not wrap it over lines
-    body = json.dumps({"trial": trial.number, "config": config, "history": history, "weights_artifact": weights})
+    body = json.dumps({"trial": trial.number, "config": config, "history": history, "weights_artifact": weights,
+                       "weights_sha256": weights_sha256})
     store.write(artifact_id, io.BytesIO(body.encode()))
     trial.set_user_attr(RECORD_ATTR, artifact_id)
     return artifact_id
@@ -87,6 +90,10 @@ class Records:
     def weights(self, trial: optuna.trial.FrozenTrial) -> str | None:
         """The id of the trial's weights artifact, or None (a trial without weights)."""
         return self._record(trial).get("weights_artifact") or trial.user_attrs.get("weights_artifact")
+
+    def checksum(self, trial: optuna.trial.FrozenTrial) -> str | None:
+        """The SHA-256 recorded for the trial's weights file, or None (a study from before checksums)."""
+        return self._record(trial).get("weights_sha256") or trial.user_attrs.get("weights_sha256")
 
     def history(self, trial: optuna.trial.FrozenTrial) -> list[dict]:
         """The trial's per-epoch validation metrics (``epoch``, the task metric, ``loss``, ``train_loss``)."""

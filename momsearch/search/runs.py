@@ -9,6 +9,7 @@ that was never run.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -23,6 +24,18 @@ DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 ALIVE = (TrialState.RUNNING, TrialState.WAITING)
 RUN_KEY = "momsearch:run:"
 CLAIM_ATTEMPTS = 200
+
+
+def retried(query):
+    """A query that reads the database under ``storage`` itself runs under the storage's retry policy
+    (``ResilientStorage.retry``: a storage that went away is waited for, then one line), when it has one."""
+
+    @functools.wraps(query)
+    def run(storage, *args, **kwargs):
+        retry = getattr(storage, "retry", None)
+        return query(storage, *args, **kwargs) if retry is None else retry(query, storage, *args, **kwargs)
+
+    return run
 
 
 def rdb(storage) -> optuna.storages.RDBStorage | None:
@@ -79,6 +92,7 @@ def count_toward_target(storage, study_id: int, grid: bool = False) -> int:
     return tally(storage, study_id, grid)[0]
 
 
+@retried
 def tally(storage, study_id: int, grid: bool = False) -> tuple[int, int]:
     """``(trials that count toward n_trials, of them WAITING)``: a worker starts a trial while the first is
     below the target, or while the second is not 0 (a queued re-run is run even when the target is reached).
@@ -112,6 +126,7 @@ def tally(storage, study_id: int, grid: bool = False) -> tuple[int, int]:
         session.close()
 
 
+@retried
 def finished_with_result(storage, study_id: int) -> int:
     """The study's COMPLETE and PRUNED trials (the progress bar polls it): a COUNT query on an RDB storage."""
     base = rdb(storage)

@@ -28,7 +28,8 @@ from optuna.trial import TrialState
 
 from ..errors import MomsearchError, StudyError
 from . import contract, runs, workers
-from .storage import ARTIFACT_DIR, default_url, open_storage
+from .lookup import artifact_record, check_artifact_store
+from .storage import ARTIFACT_DIR, default_url, open_storage, storage_faults
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 MIN_TRIALS_FOR_FAIL_CHECK = 3
@@ -66,10 +67,10 @@ class RunOptions:
 
 
 def storage_for(study_file, options: RunOptions):
-    """Open the run's storage with the study file's heartbeat settings."""
+    """Open the run's storage with the study file's heartbeat and storage-retry settings."""
     s = study_file.study
     return open_storage(options.storage, heartbeat_interval=s["heartbeat_interval"],
-                        grace_period=s["grace_period"])
+                        grace_period=s["grace_period"], retry_seconds=s["storage_retry_seconds"])
 
 
 def create_or_load(study_file, storage: optuna.storages.BaseStorage, artifacts: Path) -> optuna.Study:
@@ -96,9 +97,12 @@ def create_or_load(study_file, storage: optuna.storages.BaseStorage, artifacts: 
         study.set_metric_names(list(study_file.objectives))
     if recorded is None:
         study.set_user_attr("momsearch", contract.record(study_file))
-        study.set_user_attr("artifact_dir", str(artifacts.resolve()))
-    elif updated is not None:
-        study.set_user_attr("momsearch", updated)
+        for key, value in artifact_record(artifacts, getattr(runs.rdb(storage), "url", None)).items():
+            study.set_user_attr(key, value)
+    else:
+        check_artifact_store(study, artifacts, getattr(runs.rdb(storage), "url", None))
+        if updated is not None:
+            study.set_user_attr("momsearch", updated)
     return study
 
 
@@ -215,9 +219,10 @@ def worker(study_file, options: RunOptions, index: int, plan: Plan, state: worke
 
     state.acquire(index)
     try:
-        if may_start():
-            study.optimize(run_trial, timeout=options.timeout, catch=(TrialFailed,), callbacks=[after_trial],
-                           gc_after_trial=False)
+        with storage_faults():  # a storage outage or a full disk: one line, not Optuna's follow-on errors
+            if may_start():
+                study.optimize(run_trial, timeout=options.timeout, catch=(TrialFailed,), callbacks=[after_trial],
+                               gc_after_trial=False)
     finally:
         state.release(index)
 
@@ -329,11 +334,10 @@ def _start_context(storage: optuna.storages.BaseStorage, jobs: int):
     libraries, so each starts in milliseconds instead of re-importing them (seconds); the parent's database
     connections are closed first so no child inherits one. Elsewhere they are spawned.
     """
-    if sys.platform.startswith("linux"):
+    base = runs.rdb(storage)
+    if sys.platform.startswith("linux") and base is not None:  # a gRPC client must not be forked: spawn
         _preload()
-        base = runs.rdb(storage)
-        if base is not None:
-            base.engine.dispose()
+        base.engine.dispose()
         ctx = multiprocessing.get_context("fork")
     else:
         ctx = multiprocessing.get_context("spawn")

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import catalog
 from ..catalog.params import Param, did_you_mean, unknown
-from ..errors import ConfigError, SpecError
+from ..errors import ConfigError, SpecError, quote
 
 SCALARS = (str, int, float, bool, type(None))
 
@@ -29,11 +29,11 @@ def check_value(path: str, param: Param, value: Any) -> Any:
     try:
         coerced = param.coerce(path, value)
     except ConfigError:
-        raise SpecError(f"{path}: expected {param.range_text()}, got {value!r}") from None
+        raise SpecError(f"{path}: expected {param.range_text()}, got {quote(value)}") from None
     if not param.contains(coerced):
         if param.choices is not None:
             raise SpecError(f"{path}: {unknown('value', coerced, param.choices)}")
-        raise SpecError(f"{path}: {coerced!r} is outside the valid range {param.range_text()}")
+        raise SpecError(f"{path}: {quote(coerced)} is outside the valid range {param.range_text()}")
     return coerced
 
 
@@ -41,8 +41,9 @@ def check_keys(path: str, data: Mapping, valid) -> None:
     """Raise SpecError for the first key of ``data`` not in ``valid`` (did-you-mean and the valid keys)."""
     for key in data:
         if not isinstance(key, str):
-            raise SpecError(f"{path}: keys must be strings, got {key!r}")
+            raise SpecError(f"{path}: keys must be strings, got {quote(key)}")
         if key not in valid:
+            key = key if len(key) <= 100 else quote(key)
             raise SpecError(f"{join(path, key)}: unknown key{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
 
 
@@ -51,7 +52,7 @@ def mapping(path: str, value: Any, what: str) -> Mapping:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise SpecError(f"{path}: expected {what}, got {type(value).__name__} {value!r}")
+        raise SpecError(f"{path}: expected {what}, got {type(value).__name__} {quote(value)}")
     return value
 
 
@@ -60,7 +61,7 @@ def rule_conflict(kind: str, rule: str, name: str, value: Any) -> str | None:
     allowed = catalog.allowed_rules(kind, {name: value})
     if rule in allowed:
         return None
-    return f"rule {rule!r} is not allowed with {name}={value!r} (allowed: {', '.join(allowed)})"
+    return f"rule {quote(rule)} is not allowed with {name}={quote(value)} (allowed: {', '.join(allowed)})"
 
 
 def join(path: str, key: str) -> str:

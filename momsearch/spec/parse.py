@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import catalog
 from ..catalog.params import Param, unknown
-from ..errors import SpecError
+from ..errors import SpecError, quote
 from .checks import SCALARS, check_keys, check_value, join, mapping, rule_conflict
 from .tree import Choice, Node, Range
 
@@ -102,7 +102,7 @@ class _Parser:
                 raise SpecError(f"{path}: empty list of {plural}")
             for item in value:
                 if not isinstance(item, str):
-                    raise SpecError(f"{path}: expected {what} names in the list, got {item!r}; to give "
+                    raise SpecError(f"{path}: expected {what} names in the list, got {quote(item)}; to give "
                                     f"parameters write a mapping {what} -> parameters")
             if len(set(value)) < len(value):
                 raise SpecError(f"{path}: duplicate {what} in {value}")
@@ -112,7 +112,7 @@ class _Parser:
                 raise SpecError(f"{path}: empty mapping of {plural}")
             return list(value), list(value.values())
         raise SpecError(f"{path}: expected a {what}, a list of {plural} or a mapping {what} -> parameters, "
-                        f"got {value!r}")
+                        f"got {quote(value)}")
 
     def scope(self, content: Any, name: str, spec: Mapping[str, Param], kind: str | None,
               outer: dict[str, str], context: dict[str, tuple], top: bool = False
@@ -233,7 +233,7 @@ class _Parser:
                 raise SpecError(f"{path}: duplicate choices in {list(values)}")
             return Choice(name, values, ((),) * len(values)), {}
         if not isinstance(value, SCALARS):
-            raise SpecError(f"{path}: expected {param.range_text()}, got {value!r}")
+            raise SpecError(f"{path}: expected {param.range_text()}, got {quote(value)}")
         return Choice(name, (check_value(path, param, value),), ((),)), {}
 
     def branches(self, name, key, param, value, spec, kind, outer, context) -> tuple[Choice, Written]:
@@ -273,7 +273,7 @@ def parse_range(path: str, name: str, param: Param, data: Mapping) -> Range:
         raise SpecError(f"{path}: low must be < high (got low={low}, high={high})")
     log = data.get("log", False)
     if not isinstance(log, bool):
-        raise SpecError(f"{path}.log: expected true or false, got {log!r}")
+        raise SpecError(f"{path}.log: expected true or false, got {quote(log)}")
     if log and low <= 0:
         raise SpecError(f"{path}.log: a log range needs low > 0 (got low={low})")
     step = data.get("step")

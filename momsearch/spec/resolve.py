@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import catalog
 from ..catalog.params import Param, unknown
-from ..errors import SpecError
+from ..errors import SpecError, quote
 from .checks import check_value, rule_conflict
 
 
@@ -100,7 +100,7 @@ def _collect(config: Mapping[str, Any]) -> _Found:
         if name == "block":
             continue
         if not isinstance(name, str):
-            raise SpecError(f"config: names must be strings, got {name!r}")
+            raise SpecError(f"config: names must be strings, got {quote(name)}")
         parts = name.split(".")
         if parts[0] == "train" and len(parts) > 1:
             _walk(config, name, parts, 1, catalog.TRAIN, None, found.train, found)
@@ -108,7 +108,7 @@ def _collect(config: Mapping[str, Any]) -> _Found:
             if parts[1] != kind:
                 if parts[1] not in catalog.BLOCKS:
                     raise SpecError(f"{name}: {unknown('block kind', parts[1], catalog.BLOCKS)}")
-                raise SpecError(f"{name}: inactive, block is {kind!r}")
+                raise SpecError(f"{name}: inactive, block is {quote(kind)}")
             _walk(config, name, parts, 2, catalog.block(kind)["params"], kind, found.block, found)
         else:
             raise SpecError(f"{name}: unknown name; names are block, block.<kind>.<parameter>..., "
@@ -132,7 +132,7 @@ def _walk(config: Mapping, name: str, parts: list[str], i: int, spec: Mapping[st
         if head not in config:
             raise SpecError(f"{name}: needs {head} (its value selects this sub-space)")
         if str(config[head]) != branch:
-            raise SpecError(f"{name}: inactive, {head} is {config[head]!r}")
+            raise SpecError(f"{name}: inactive, {head} is {quote(config[head])}")
         if key == "rule":
             rules = catalog.block(kind)["rules"]
             if branch not in rules:
@@ -140,7 +140,7 @@ def _walk(config: Mapping, name: str, parts: list[str], i: int, spec: Mapping[st
             spec, kind, into = rules[branch], None, found.rule
         i += 2
         if i >= len(parts):
-            raise SpecError(f"{name}: incomplete name; expected a parameter after {branch!r}")
+            raise SpecError(f"{name}: incomplete name; expected a parameter after {quote(branch)}")
     if key == "rule":
         if found.rule_name is not None:
             raise SpecError(f"{name}: the rule is already set by {found.rule_name}")

@@ -10,16 +10,18 @@ from typing import Any
 
 from .. import catalog
 from ..catalog.params import unknown
-from ..errors import SpecError
+from ..errors import SpecError, quote
 from .checks import SCALARS, check_keys, check_value, mapping
+from .compare import parse_compare_section
 from .parse import parse_space
 from .settings import parse_study_section
 from .space import SearchSpace
 from .yaml_io import read_yaml
 
-KEYS = ("name", "task", "objectives", "space", "train", "study")
+KEYS = ("name", "task", "objectives", "space", "train", "study", "compare")
 REQUIRED = ("name", "task", "objectives", "space")
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NAME = 100  # runs/<name>/ must be a valid folder name everywhere (255 bytes), with room for suffixes
 MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 DIRECTIONS = ("maximize", "minimize")
 # metrics that exist for one kind of task only (accuracy for classification, mse for regression)
@@ -38,6 +40,7 @@ class StudyFile:
         train: the fixed training settings written in the file (the top-level ``train``).
         study: the ``study:`` section with every default filled.
         path: the file, if read from one.
+        compare: the ``compare:`` section (``momsearch.spec.compare.CompareSpec``), or None.
     """
 
     name: str
@@ -47,6 +50,7 @@ class StudyFile:
     train: dict[str, Any]
     study: dict[str, Any]
     path: Path | None = None
+    compare: Any = None
 
 
 def is_study_file(data: Any) -> bool:
@@ -73,8 +77,7 @@ def parse_study_file(data: Any, path: Path | None = None) -> StudyFile:
         if key not in data:
             raise SpecError(f"{key}: missing (a study file needs {', '.join(REQUIRED)})")
     name = data["name"]
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise SpecError(f"name: {name!r} must be letters, digits, '_', '.' or '-'")
+    check_name(name)
     base = path.parent if path is not None else Path.cwd()
     task = _task(data["task"], base)
     objectives = _objectives(data["objectives"], task)
@@ -85,7 +88,23 @@ def parse_study_file(data: Any, path: Path | None = None) -> StudyFile:
         study["prune_on"] = next(iter(objectives))
     else:
         _metric("study.prune_on", study["prune_on"], task)
-    return StudyFile(name, task, objectives, space, train, study, path)
+    compare = None
+    if "compare" in data:
+        compare = parse_compare_section(data["compare"], space.nodes, objectives)
+    return StudyFile(name, task, objectives, space, train, study, path, compare)
+
+
+def check_name(name: Any) -> str:
+    """A study name: 1 to :data:`MAX_NAME` letters, digits, ``_``, ``.`` or ``-``, starting with a letter, digit
+    or ``_`` (it names the folder ``runs/<name>/``: no path separators, no ``.``/``..``, no hidden folder)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise SpecError(f"name: {quote(name)} must be letters, digits, '_', '.' or '-' (no path separators)")
+    if len(name) > MAX_NAME:
+        raise SpecError(f"name: {quote(name)} is {len(name)} characters long; at most {MAX_NAME}")
+    if name.startswith(".") or name.startswith("-"):
+        raise SpecError(f"name: {quote(name)} must start with a letter, a digit or '_' (it names the folder "
+                        "runs/<name>/; '.' and '..' are this folder and its parent)")
+    return name
 
 
 def _task(value: Any, base: Path) -> dict:
@@ -108,15 +127,15 @@ def _task(value: Any, base: Path) -> dict:
     if key == "module":
         module = data["module"]
         if not isinstance(module, str) or not MODULE.fullmatch(module):
-            raise SpecError(f"task.module: expected 'package.module:function', got {module!r}")
+            raise SpecError(f"task.module: expected 'package.module:function', got {quote(module)}")
         for k, v in rest.items():
             if not isinstance(k, str) or not isinstance(v, (*SCALARS, list, Mapping)):
-                raise SpecError(f"task.{k}: expected plain YAML data, got {v!r}")
+                raise SpecError(f"task.{k}: expected plain YAML data, got {quote(v)}")
         return {"module": module, "params": dict(rest)}
     check_keys("task", rest, ())
     file = data["npz"]
     if not isinstance(file, str):
-        raise SpecError(f"task.npz: expected a file path, got {file!r}")
+        raise SpecError(f"task.npz: expected a file path, got {quote(file)}")
     resolved = (base / file).resolve()
     if not resolved.is_file():
         raise SpecError(f"task.npz: {resolved}: file not found")
@@ -166,7 +185,7 @@ def _space(value: Any, path: Path | None, base: Path, train: dict) -> SearchSpac
     if isinstance(value, str):
         source = (base / value).resolve()
         if path is not None and source == path.resolve():
-            raise SpecError(f"space: {value!r} refers to the study file itself; point to a space file "
+            raise SpecError(f"space: {quote(value)} refers to the study file itself; point to a space file "
                             "(block:, train:) or write the space inline")
         value = read_yaml(source, "space")
         if is_study_file(value):

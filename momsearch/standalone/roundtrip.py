@@ -85,6 +85,9 @@ def verify_many(checks: Sequence[tuple[Path, nn.Module, Mapping]], dtype: torch.
             if error is not None:
                 problems.append(f"loading it without momsearch failed: {error}")
                 continue
+            if not (tmp / f"out{i}.pt").is_file():
+                problems.append("the isolated interpreter reported success but wrote no output")
+                continue
             got = torch.load(tmp / f"out{i}.pt", weights_only=True)
             if got.shape != expected[i].shape:
                 problems.append(f"output shape {tuple(got.shape)} != searched model's {tuple(expected[i].shape)}")

@@ -22,7 +22,8 @@ from ..spec import resolve
 from .source import collect, render_body, render_imports
 
 INPUT_SHAPES = {"sequence": "(B, T, I)", "tokens": "(B, T)", "static": "(B, I)"}
-SPEC_SKIP = ("config", "history", "weights_artifact", "record_artifact", "rule")  # trial attributes, not metrics
+# trial attributes that are not metrics
+SPEC_SKIP = ("config", "history", "weights_artifact", "weights_sha256", "record_artifact", "rule")
 
 
 def _arg(name: str, value: Any) -> tuple[str, str, Any]:

@@ -23,6 +23,12 @@ from .base import IGNORE, METRICS, Task
 SPLITS = ("train", "val", "test")
 META = ("metric", "input", "target", "input_size", "output_size")
 KEYS = tuple(f"{k}_{s}" for k in ("x", "y", "times") for s in SPLITS) + META
+MAX_CLASSES = 100_000  # an output head wider than this is a mislabelled file, not a classification task
+MAX_VOCAB = 1_000_000  # token ids; the embedding has one row per id
+MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights: no searched cell is meant to be this large
+WIDTH_KEYS = ("hidden_size", "d_model", "rnn_hidden_size")
+DEPTH_KEYS = ("num_layers", "layers", "depth")
+SIZE_KEYS = WIDTH_KEYS + DEPTH_KEYS + ("heads", "augment")
 
 
 def from_arrays(name: str, data: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> Task:
@@ -57,6 +63,7 @@ def from_arrays(name: str, data: Mapping[str, Any], params: Mapping[str, Any] | 
     _check_consistent(name, splits, input)
     input_size = _size(name, "input_size", data.get("input_size"), _data_input_size(splits, input))
     output_size = _size(name, "output_size", data.get("output_size"), _data_output_size(splits, metric))
+    _check_sizes(name, splits, input, metric, input_size, output_size)
     return Task(name=name, metric=metric, input=input, target=target, input_size=input_size,
                 output_size=output_size, params=dict(params or {}), **splits)
 
@@ -215,6 +222,93 @@ def _data_input_size(splits: dict, input: str) -> int:
 
 
 def _data_output_size(splits: dict, metric: str) -> int:
+    """Classes: the largest label in training + 1 (validation and test labels must lie below it); regression
+    targets: their last dimension."""
     if metric == "accuracy":
-        return int(max(splits[s][-1].max().item() for s in SPLITS)) + 1
+        return int(splits["train"][-1].max().item()) + 1
     return int(splits["train"][-1].shape[-1])
+
+
+def _check_sizes(name: str, splits: dict, input: str, metric: str, input_size: int, output_size: int) -> None:
+    """Refuse labels outside [0, output_size) in any split, token ids outside [0, input_size), and sizes that
+    imply an absurd model (more than MAX_CLASSES classes or MAX_VOCAB token ids)."""
+    if metric == "accuracy":
+        for split in SPLITS:
+            largest = int(splits[split][-1].max().item())
+            if largest >= MAX_CLASSES:
+                raise TaskError(f"task {name}: y_{split} holds label {largest} ({largest:,}): more than "
+                                f"{MAX_CLASSES:,} classes (each class is an output unit); labels must be "
+                                "0..n_classes-1")
+            if largest >= output_size:
+                raise TaskError(f"task {name}: y_{split} holds label {largest}, but there are {output_size} classes "
+                                f"(labels 0..{output_size - 1}, from y_train or output_size); labels must lie in "
+                                f"[0, {output_size})")
+        if output_size > MAX_CLASSES:
+            raise TaskError(f"task {name}: output_size={output_size}: more than {MAX_CLASSES:,} classes")
+    if input == "tokens":
+        for split in SPLITS:
+            largest = int(splits[split][0].max().item())
+            if largest >= MAX_VOCAB:
+                raise TaskError(f"task {name}: x_{split} holds token id {largest} ({largest:,}): more than "
+                                f"{MAX_VOCAB:,} token ids (each is a row of the embedding); ids must be "
+                                "0..vocabulary-1")
+            if largest >= input_size:
+                raise TaskError(f"task {name}: x_{split} holds token id {largest}, but input_size={input_size}")
+        if input_size > MAX_VOCAB:
+            raise TaskError(f"task {name}: input_size={input_size}: more than {MAX_VOCAB:,} token ids")
+
+
+def check_model_size(name: str, config: Mapping[str, Any], io: Mapping[str, Any],
+                     limit: int | None = None, *, lower_bound: bool = False) -> int | None:
+    """Count the parameters ``config`` would have for this task without allocating them (built on torch's
+    ``meta`` device) and refuse more than ``limit`` (default :data:`MAX_PARAMETERS`).
+
+    Args:
+        name: the task's name, for the message.
+        config: the dotted configuration (what ``space.suggest`` returns).
+        io: ``input_size``, ``output_size``, ``input``, ``target``.
+        limit: the largest parameter count allowed.
+        lower_bound: ``io`` is a stand-in (one input, one output) and the message says "at least".
+
+    Returns:
+        The parameter count; None where a rough bound (16 W^2 L + 4 W (input_size + output_size), W the
+        widest size, L the most layers) is under a tenth of the limit, or where the model cannot be built
+        without data (ODE blocks check their solver options on real tensors): the real build then decides.
+
+    Raises:
+        TaskError: too many parameters, naming the count and the configuration's sizes.
+    """
+    # Imported before entering the meta device: a module imported under it would create its module-level
+    # tensors (torchdiffeq's Butcher tableaus, say) on the meta device for good.
+    from .. import blocks  # noqa: F401
+    from ..builder import build
+    from ..rules import ode  # noqa: F401
+
+    limit = MAX_PARAMETERS if limit is None else limit
+    if _rough_count(config, io) * 10 < limit:
+        return None  # far below the limit: no need to build anything (a tiny trial stays tiny)
+    try:
+        with torch.device("meta"):
+            model = build(config, io["input_size"], io["output_size"], input=io["input"], target=io["target"])
+    except Exception:  # noqa: BLE001 - a block that computes while it is built (ODE option checks): not countable
+        return None
+    count = sum(p.numel() for p in model.parameters())
+    if count > limit:
+        sizes = {k: v for k, v in config.items() if k.rsplit(".", 1)[-1] in SIZE_KEYS}
+        shown = ", ".join(f"{k}={v}" for k, v in sizes.items())
+        with_io = (" before the task's input and output layers" if lower_bound else
+                   f" with input_size={io['input_size']} and output_size={io['output_size']}")
+        raise TaskError(f"task {name}: {shown or 'this configuration'}{with_io} gives "
+                        f"{'at least ' if lower_bound else ''}{count:,} parameters, more than {limit:,}")
+    return count
+
+
+def _rough_count(config: Mapping[str, Any], io: Mapping[str, Any]) -> float:
+    """A generous bound on the parameter count from the configuration's widths and depths (inf if it names
+    no width): 16 W^2 L covers the recurrent, attention and vector-field weights, 4 W (I + O) the heads."""
+    widths = [v for k, v in config.items() if k.rsplit(".", 1)[-1] in WIDTH_KEYS and isinstance(v, int)]
+    depths = [v for k, v in config.items() if k.rsplit(".", 1)[-1] in DEPTH_KEYS and isinstance(v, int)]
+    if not widths:
+        return float("inf")
+    width, depth = max(widths), max(depths + [1])
+    return 16 * width**2 * depth + 4 * width * (io["input_size"] + io["output_size"])

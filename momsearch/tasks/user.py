@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,15 +79,59 @@ def from_module(target: str, params: Mapping[str, Any]) -> Task:
 def from_npz(path: str | Path) -> Task:
     """Load the arrays of an ``.npz`` file (keys as for a task function) and check them.
 
+    Nothing in the file is unpickled (``allow_pickle=False``). A file that is not an ``.npz`` archive, a
+    truncated or corrupt one, or one holding object arrays is a TaskError naming the file and the problem.
+
     Returns:
         The checked :class:`Task`.
     """
     path = Path(path)
+    where = f"task npz={str(path)!r}"
     if not path.is_file():
-        raise TaskError(f"task npz={str(path)!r}: no such file")
+        raise TaskError(f"{where}: no such file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        raise TaskError(f"{where}: cannot read the file ({err.strerror or err})") from None
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise TaskError(f"{where}: not a readable .npz file: {_what_it_is(head)}, not a zip archive "
+                        "(write one with numpy.savez)")
+    key = None
     try:
         with np.load(path, allow_pickle=False) as archive:
-            data = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as err:
-        raise TaskError(f"task npz={str(path)!r}: not a readable .npz file ({err})") from None
+            data = {}
+            for key in archive.files:
+                data[key] = archive[key]
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        part = f" (array {key!r})" if key else ""
+        raise TaskError(f"{where}: not a readable .npz file: the archive is truncated or corrupt{part} "
+                        f"({_first_line(err)})") from None
+    except ValueError as err:
+        if "pickle" in str(err) or "Object arrays" in str(err):
+            raise TaskError(f"{where}: not a readable .npz file: array {key!r} holds Python objects "
+                            "(dtype=object); momsearch reads numeric arrays only and never unpickles data") from None
+        raise TaskError(f"{where}: not a readable .npz file: array {key!r}: {_first_line(err)}") from None
+    except MemoryError:
+        raise TaskError(f"{where}: array {key!r} is too large to load into memory") from None
     return from_arrays(str(path), data)
+
+
+def _what_it_is(head: bytes) -> str:
+    """A guess at what a file that is not a zip archive holds, from its first bytes."""
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array"
+    if head.startswith(b"\x80"):
+        return "it looks like a pickle"
+    try:
+        head.decode("utf-8")
+        return "it is a text file"
+    except UnicodeDecodeError:
+        return "unknown binary content"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines() or [type(err).__name__])[0][:200] if text else type(err).__name__
