@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from momsearch.blocks import RNN, _rnn_adam, _rnn_scan
+from momsearch.blocks import RNN, _rnn_adam, _rnn_loops, _rnn_nesterov, _rnn_scan
 from momsearch.blocks.rnn import RNNState
 from momsearch.builder import build_block_model
 from momsearch.catalog.rnn import CELLS
@@ -389,3 +389,130 @@ def test_adam_lstm_gradcheck_through_every_state_and_chunk(monkeypatch, mu):
         return tuple(t for t in out if t is not None)
 
     assert torch.autograd.gradcheck(run, (g, h, c, m, w_hh, b_hh, *([v] if mu else [])))
+
+
+NESTEROV_COEFFS = [0.3, 0.0, 0.6, 0.45, 0.0, 0.0, 0.8]  # restarts inside, a nonzero first and last coefficient
+
+
+def _nesterov_inputs(T, B, H, gen):
+    def rand(*shape):
+        return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).requires_grad_()
+
+    return rand(T, B, 4 * H), rand(B, H), rand(B, H), rand(B, 4 * H), rand(4 * H, H), rand(4 * H)
+
+
+def test_nesterov_lstm_gradcheck_through_every_state():
+    """The whole-layer pre-activation Nesterov LSTM node: gradients of every output (final y included)
+    w.r.t. every input, incoming y included, with restarts (c_t = 0) inside the sequence."""
+    g, h, c, y, w_hh, b_hh = _nesterov_inputs(len(NESTEROV_COEFFS), 2, 2, torch.Generator().manual_seed(0))
+
+    def run(g, h, c, y, w_hh, b_hh):
+        return _rnn_nesterov.nesterov_lstm(g, 0.7, NESTEROV_COEFFS, h, c, y, w_hh, b_hh)
+
+    assert torch.autograd.gradcheck(run, (g, h, c, y, w_hh, b_hh))
+
+
+def test_nesterov_lstm_node_matches_the_step_loop():
+    """The hand-differentiated node against the per-step autograd loop it replaces (float64, T = 70)."""
+    gen = torch.Generator().manual_seed(1)
+    T = 70
+    coeff = [0.0 if t % 9 == 0 else 0.1 + 0.01 * t for t in range(T)]
+    inputs = _nesterov_inputs(T, 3, 5, gen)
+    w_out = torch.rand(T, 3, 5, generator=gen, dtype=torch.float64)
+    results = []
+    for fn in (_rnn_nesterov.nesterov_lstm, lambda g, s, k, h, c, y, w, b: _rnn_loops.recur_nesterov(
+            "lstm", g, s, k, h, c, y, w, b)):
+        out, h, c, y = fn(inputs[0], 0.6, coeff, *inputs[1:])
+        loss = (out * w_out).sum() + h.sum() + 2 * c.sum() + 3 * y.sum()
+        grads = torch.autograd.grad(loss, inputs, materialize_grads=True)  # y0 is unused when c_0 = 0
+        results.append((out, h, c, y, *grads))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+def test_nesterov_tanh_gradcheck_through_every_state():
+    """The whole-layer pre-activation Nesterov tanh node: every output (final y included) w.r.t. every input."""
+    gen = torch.Generator().manual_seed(4)
+
+    def rand(*shape):
+        return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).requires_grad_()
+
+    T = len(NESTEROV_COEFFS)
+    g, h, y, w_hh, b_hh = rand(T, 2, 3), rand(2, 3), rand(2, 3), rand(3, 3), rand(3)
+
+    def run(g, h, y, w_hh, b_hh):
+        return _rnn_nesterov.nesterov_tanh(g, 0.7, NESTEROV_COEFFS, h, y, w_hh, b_hh)
+
+    assert torch.autograd.gradcheck(run, (g, h, y, w_hh, b_hh))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "tanh"])
+@pytest.mark.parametrize("node_max", [0, 1 << 24])
+def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
+    """Above ``NODE_MAX`` input-term values the LSTM/tanh pre-activation path is the step loop, below
+    it the one-node form: both against the float64 reference, carried state and gradients included."""
+    from momsearch.blocks import _rnn_core
+
+    monkeypatch.setattr(_rnn_core, "NODE_MAX", node_max)
+    calls = []
+    name = f"nesterov_{cell}"
+    node = getattr(_rnn_core, name)
+    monkeypatch.setattr(_rnn_core, name, lambda *a: calls.append(1) or node(*a))
+    torch.manual_seed(3)
+    rnn = RNN(3, 4, cell=cell, rule=make_rule("nesterov_restart"), num_layers=2, batch_first=True).double()
+    x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
+    out, state = rnn(x[:, :5])
+    out2, _ = rnn(x[:, 5:], state)
+    assert rnn.path == "preactivation" and len(calls) == (4 if node_max else 0)  # 2 layers x 2 calls
+    want = reference(rnn, x)[0]
+    torch.testing.assert_close(torch.cat([out, out2], dim=1), want, atol=1e-12, rtol=0)
+    grad = torch.autograd.grad(torch.cat([out, out2], dim=1).sum(), x)[0]
+    want_grad = torch.autograd.grad(want.sum(), x)[0]
+    torch.testing.assert_close(grad, want_grad, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru"])
+@pytest.mark.parametrize("mu", [0.5, 0.0])
+def test_adam_tanh_gru_gradcheck_through_every_state(mu, cell):
+    """The whole-layer adam tanh and GRU nodes: every output w.r.t. every input, incoming state included."""
+    gen = torch.Generator().manual_seed(5)
+    G = 3 if cell == "tanh" else 9
+
+    def rand(*shape, low=-1.0):
+        return (torch.rand(shape, generator=gen, dtype=torch.float64) * (1 - low) + low).requires_grad_()
+
+    g, h, m = rand(6, 2, G), rand(2, 3), rand(2, G, low=0.1)
+    v = rand(2, G) if mu else None
+    w_hh, b_hh = rand(G, 3), rand(G)
+    node = _rnn_adam.adam_tanh if cell == "tanh" else _rnn_adam.adam_gru
+
+    def run(g, h, m, w_hh, b_hh, *v):
+        out = node(g, h, v[0] if v else None, m, w_hh, b_hh, mu, 0.7, 0.8, 1e-3)
+        return tuple(t for t in out if t is not None)
+
+    assert torch.autograd.gradcheck(run, (g, h, m, w_hh, b_hh, *([v] if mu else [])))
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru"])
+@pytest.mark.parametrize("rule_name", ["adam", "rmsprop"])
+@pytest.mark.parametrize("node_max", [0, 1 << 24])
+def test_adam_tanh_gru_both_sides_of_the_node_switch(monkeypatch, node_max, rule_name, cell):
+    """tanh/GRU adam and rmsprop: the one-node layer below ``NODE_MAX``, the per-step drive above; both against the
+    float64 reference, across a carried state, gradients included."""
+    from momsearch.blocks import _rnn_core
+
+    monkeypatch.setattr(_rnn_core, "NODE_MAX", node_max)
+    calls = []
+    node = getattr(_rnn_core, f"adam_{cell}")
+    monkeypatch.setattr(_rnn_core, f"adam_{cell}", lambda *a: calls.append(1) or node(*a))
+    torch.manual_seed(6)
+    rnn = RNN(3, 4, cell=cell, rule=make_rule(rule_name), num_layers=2, batch_first=True).double()
+    x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
+    out, state = rnn(x[:, :5])
+    out2, _ = rnn(x[:, 5:], state)
+    assert rnn.path == "normalised" and len(calls) == (4 if node_max else 0)  # 2 layers x 2 calls
+    want = reference(rnn, x)[0]
+    got = torch.cat([out, out2], dim=1)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), x)[0], torch.autograd.grad(want.sum(), x)[0],
+                               atol=1e-12, rtol=0)

@@ -81,8 +81,7 @@ class _AdamLSTM(torch.autograd.Function):
                 i, f, gg, o = z.split(H, dim=1)  # (B, H) each
                 torch.lerp(lo, hi, gg, out=gg)  # (B, H) tanh of the g gate
                 c = torch.mul(f, c, out=cells[j]).addcmul_(i, gg)  # (B, H)
-                tc = torch.mul(c, 2.0, out=tanh_c[j]).sigmoid_()  # (B, H)
-                h = torch.mul(o, torch.lerp(lo, hi, tc, out=tc), out=out[t0 + j])  # (B, H)
+                h = torch.mul(o, torch.tanh(c, out=tanh_c[j]), out=out[t0 + j])  # (B, H)
         ctx.save_for_backward(g, h0, c0, w_hh, out)
         ctx.chunks, ctx.hyper = chunks, (mu, s, beta)
         v_out = None if u is None else u * s  # (B, G)
@@ -101,7 +100,6 @@ class _AdamLSTM(torch.autograd.Function):
         K0 = min(ADAM_LSTM_CHUNK, T)
         dz, w, x3 = (g.new_empty(K0, B, G) for _ in range(3))  # (K, B, G) each
         o_dtanh = g.new_empty(K0, B, H)  # (K, B, H)
-        up = g.new_empty(B, G)  # (B, G) what multiplies each gate's derivative
         dh = g.new_empty(B, H)  # (B, H)
         dc = d_c.clone()  # (B, H) adjoint of c_t
         a = None if mu == 0.0 else d_v * s  # (B, G) adjoint of u_t
@@ -118,21 +116,24 @@ class _AdamLSTM(torch.autograd.Function):
             torch.addcmul(hi, gg, gg, value=-1.0, out=dz_k[:, :, 2 * H: 3 * H])  # tanh' = 1 − tanh²
             o = gates[:, :, 3 * H:]  # (K, B, H)
             torch.addcmul(o, out[t0: t0 + K], tanh_c, value=-1.0, out=o_dtanh_k)  # (K, B, H) o·(1 − tanh²c)
+            # what multiplies dc (gates i, f, g) and dh (gate o), times each gate's derivative: two products
+            # per step below instead of five
+            c_prev = torch.cat([(ctx.chunks[ci - 1][3][-1] if ci else c0)[None], cells[:-1]])  # (K, B, H)
+            gates4 = gates.view(K, B, 4, H)  # (K, B, 4, H)
+            dz4 = dz_k.view(K, B, 4, H)  # (K, B, 4, H)
+            dz4.mul_(torch.stack([gates4[:, :, 2], c_prev, gates4[:, :, 0], tanh_c], dim=2))
+            dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
             for j in range(K - 1, -1, -1):
                 t = t0 + j
                 if t == T - 1:
                     torch.add(d_out[t], d_h, out=dh)  # (B, H)
                 else:
                     torch.addmm(d_out[t], dz_next, w_hh, out=dh)  # (B, H)
-                i, f, gg_t, _ = gates[j].split(H, dim=1)  # (B, H) each
-                c_prev = cells[j - 1] if j else (ctx.chunks[ci - 1][3][-1] if ci else c0)  # (B, H)
                 dc.addcmul_(dh, o_dtanh_k[j])  # (B, H)
-                torch.mul(dc, gg_t, out=up[:, :H])
-                torch.mul(dc, c_prev, out=up[:, H: 2 * H])
-                torch.mul(dc, i, out=up[:, 2 * H: 3 * H])
-                torch.mul(dh, tanh_c[j], out=up[:, 3 * H:])
-                dc.mul_(f)  # (B, H) adjoint of c_{t-1} through c_t
-                dz_next = dz_k[j].mul_(up)  # (B, G)
+                dz4[j, :, :3].mul_(dc_col)  # (B, 3, H) gates i, f, g
+                dz4[j, :, 3].mul_(dh)  # (B, H) gate o
+                dc.mul_(gates4[j, :, 1])  # (B, H) adjoint of c_{t-1} through c_t
+                dz_next = dz_k[j]  # (B, G)
             torch.mul(drive, r, out=x3_k)  # (K, B, G) u·r²
             torch.mul(r, dz_k, out=w_k)  # (K, B, G) r·dz
             x3_k.mul_(w_k)  # (K, B, G) u·r³·dz
@@ -154,3 +155,168 @@ class _AdamLSTM(torch.autograd.Function):
         d_v0 = None if mu == 0.0 else a * (mu / s)  # (B, G)
         d_m0 = q * (-beta / (2.0 * s * s))  # (B, G)
         return d_g, d_h0, dc, d_v0, d_m0, d_w, d_b, None, None, None, None
+
+
+def adam_tanh(g: torch.Tensor, h: torch.Tensor, v: torch.Tensor | None, m: torch.Tensor, w_hh: torch.Tensor,
+              b_hh: torch.Tensor, mu: float, s: float, beta: float, eps: float):
+    """Run the adam-driven tanh cell h_t = tanh(drive_t + W_hh h_{t-1} + b_hh) over a sequence.
+
+    Arguments as for :func:`adam_lstm` without the cell state, G = H. The drive depends on the input only, so
+    it is formed for all steps before the recurrence (its two scans are the only other per-step work) and its
+    adjoint after the reverse sweep; whole-sequence buffers (the block uses this node for small layers).
+
+    Returns:
+        ``(out, h, v, m)``: outputs (T, B, H), final h, final v (None when mu = 0) and m (B, H).
+    """
+    return _AdamTanh.apply(g, h, v, m, w_hh, b_hh, mu, s, beta, eps)
+
+
+class _AdamTanh(torch.autograd.Function):
+    """The whole recurrence of one tanh layer; see :func:`adam_tanh` (the drive as in :class:`_AdamLSTM`)."""
+
+    @staticmethod
+    def forward(ctx, g, h0, v0, m0, w_hh, b_hh, mu, s, beta, eps):
+        T, B, H = g.shape
+        wt = w_hh.t()  # (H, H)
+        drive, r, v_out, m_out = _drive_forward(g, v0, m0, mu, s, beta, eps)  # (T, B, H) x 2, (B, H) x 2
+        out = torch.add(drive, b_hh)  # (T, B, H) drive + b_hh, then each step adds W_hh h and activates
+        h = h0
+        for out_t in out.unbind(0):
+            h = out_t.addmm_(h, wt).tanh_()  # (B, H)
+        ctx.save_for_backward(g, h0, w_hh, out, drive, r)
+        ctx.hyper = (mu, s, beta)
+        return out, h.clone(), v_out, m_out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h, d_v, d_m):
+        g, h0, w_hh, out, drive, r = ctx.saved_tensors
+        mu, s, beta = ctx.hyper
+        T, B, H = g.shape
+        dz = torch.addcmul(torch.ones_like(out), out, out, value=-1.0)  # (T, B, H) tanh' = 1 − h²
+        dh = g.new_empty(B, H)  # (B, H)
+        dz_next = None
+        for d_out_t, dz_t in reversed(list(zip(d_out.unbind(0), dz.unbind(0), strict=True))):
+            if dz_next is None:
+                torch.add(d_out_t, d_h, out=dh)  # (B, H)
+            else:
+                torch.addmm(d_out_t, dz_next, w_hh, out=dh)  # (B, H)
+            dz_next = dz_t.mul_(dh)  # (B, H) adjoint of the pre-activation = of the drive
+        d_g, d_v0, d_m0 = _drive_backward(g, drive, r, dz, d_v, d_m, mu, s, beta)  # (T, B, H), (B, H) x 2
+        flat = dz.view(T * B, H)  # (T·B, H)
+        d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(dz[0].t(), h0)  # (H, H)
+        d_b = flat.sum(0)  # (H,)
+        d_h0 = dz[0] @ w_hh  # (B, H)
+        return d_g, d_h0, d_v0, d_m0, d_w, d_b, None, None, None, None
+
+
+def adam_gru(g: torch.Tensor, h: torch.Tensor, v: torch.Tensor | None, m: torch.Tensor, w_hh: torch.Tensor,
+             b_hh: torch.Tensor, mu: float, s: float, beta: float, eps: float):
+    """Run the adam-driven GRU over a sequence (torch's GRU on the drive d_t instead of W_ih x_t + b_ih):
+
+    hh = W_hh h + b_hh ; r, z = sigmoid(d_{r,z} + hh_{r,z}) ; n = tanh(d_n + r·hh_n) ; h' = n + z·(h − n)
+
+    Arguments as for :func:`adam_tanh`, G = 3H (gate order r, z, n). In the reverse sweep every gradient of a
+    step is dh_t times a coefficient formed for all steps beforehand, so a step costs one GEMM and three
+    products. Returns ``(out, h, v, m)``.
+    """
+    return _AdamGRU.apply(g, h, v, m, w_hh, b_hh, mu, s, beta, eps)
+
+
+class _AdamGRU(torch.autograd.Function):
+    """The whole recurrence of one GRU layer; see :func:`adam_gru`."""
+
+    @staticmethod
+    def forward(ctx, g, h0, v0, m0, w_hh, b_hh, mu, s, beta, eps):
+        T, B, G = g.shape
+        H = G // 3
+        wt = w_hh.t()  # (H, 3H)
+        drive, r, v_out, m_out = _drive_forward(g, v0, m0, mu, s, beta, eps)  # (T, B, 3H) x 2, (B, 3H) x 2
+        hh, rz = g.new_empty(T, B, G), g.new_empty(T, B, 2 * H)  # (T, B, 3H), (T, B, 2H)
+        n_all, out = g.new_empty(T, B, H), g.new_empty(T, B, H)  # (T, B, H) each
+        h = h0
+        steps = zip(drive.unbind(0), hh.unbind(0), rz.unbind(0), n_all.unbind(0), out.unbind(0), strict=True)
+        for d_t, hh_t, rz_t, n_t, out_t in steps:
+            torch.addmm(b_hh, h, wt, out=hh_t)  # (B, 3H)
+            torch.add(d_t[:, : 2 * H], hh_t[:, : 2 * H], out=rz_t).sigmoid_()  # (B, 2H) r, z
+            torch.addcmul(d_t[:, 2 * H:], rz_t[:, :H], hh_t[:, 2 * H:], out=n_t).tanh_()  # (B, H) n
+            h = torch.addcmul(n_t, rz_t[:, H:], h - n_t, out=out_t)  # (B, H)
+        ctx.save_for_backward(g, h0, w_hh, drive, r, hh, rz, n_all, out)
+        ctx.hyper = (mu, s, beta)
+        return out, h.clone(), v_out, m_out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h, d_v, d_m):
+        g, h0, w_hh, drive, r, hh, rz, n_all, out = ctx.saved_tensors
+        mu, s, beta = ctx.hyper
+        T, B, G = g.shape
+        H = G // 3
+        rg, zg, hh_n = rz[:, :, :H], rz[:, :, H:], hh[:, :, 2 * H:]  # (T, B, H) each
+        h_prev = torch.cat([h0[None], out[:-1]])  # (T, B, H)
+        a_n = (1.0 - zg) * (1.0 - n_all * n_all)  # (T, B, H) d pre_n / d h'
+        # per step, the gradients w.r.t. hh (r, z, n rows) are dh_t times these
+        coef = torch.stack([a_n * hh_n * rg * (1.0 - rg), (h_prev - n_all) * zg * (1.0 - zg), a_n * rg], dim=2)
+        dhh = torch.empty_like(coef)  # (T, B, 3, H) adjoint of hh
+        dh_all = torch.empty_like(out)  # (T, B, H) adjoint of every h_t
+        views = zip(d_out.unbind(0), coef.unbind(0), dhh.unbind(0), dh_all.unbind(0), zg.unbind(0), strict=True)
+        dhh_next = dh_next = z_next = None
+        for d_out_t, coef_t, dhh_t, dh_t, z_t in reversed(list(views)):
+            if dh_next is None:
+                torch.add(d_out_t, d_h, out=dh_t)  # (B, H)
+            else:
+                torch.addmm(d_out_t, dhh_next.view(B, G), w_hh, out=dh_t).addcmul_(dh_next, z_next)  # (B, H)
+            torch.mul(coef_t, dh_t[:, None], out=dhh_t)  # (B, 3, H)
+            dhh_next, dh_next, z_next = dhh_t, dh_t, z_t
+        # the drive enters the r, z rows as hh does, and the n row without the factor r
+        d_drive = torch.cat([dhh[:, :, :2].reshape(T, B, 2 * H), dh_all * a_n], dim=2)  # (T, B, 3H)
+        d_g, d_v0, d_m0 = _drive_backward(g, drive, r, d_drive, d_v, d_m, mu, s, beta)  # (T, B, 3H), (B, 3H) x 2
+        flat = dhh.view(T * B, G)  # (T·B, 3H)
+        d_w = flat.t() @ h_prev.view(T * B, H)  # (3H, H)
+        d_b = flat.sum(0)  # (3H,)
+        d_h0 = torch.addcmul(dhh[0].view(B, G) @ w_hh, dh_all[0], zg[0])  # (B, H)
+        return d_g, d_h0, d_v0, d_m0, d_w, d_b, None, None, None, None
+
+
+def _drive_forward(g, v0, m0, mu, s, beta, eps):
+    """The normalised drive of every step from the input terms g (T, B, G), as in :class:`_AdamLSTM`.
+
+    Returns ``(drive, r, v, m)``: the drive and r = s/sqrt(m_t + eps) (T, B, G), the final v (None when
+    mu = 0) and m (B, G).
+    """
+    T = g.shape[0]
+    u = None if v0 is None else v0 / s  # (B, G) v/s
+    n = m0 / (s * s)  # (B, G) m/s²
+    e, k = eps / (s * s), (1.0 - beta) / (s * s)
+    drive, r = torch.empty_like(g), torch.empty_like(g)  # (T, B, G) each
+    g_steps, drive_steps, r_steps = g.unbind(0), drive.unbind(0), r.unbind(0)
+    for j in range(T):  # the two scans, u into ``drive`` and n into ``r``
+        if u is not None:
+            u = torch.add(g_steps[j], u, alpha=mu, out=drive_steps[j])  # (B, G) u = mu·u + g
+        n = torch.mul(n, beta, out=r_steps[j]).addcmul_(g_steps[j], g_steps[j], value=k)  # (B, G)
+    v_out = None if u is None else u * s  # (B, G)
+    m_out = n * (s * s)  # (B, G)
+    r.add_(e).rsqrt_()  # (T, B, G) s/sqrt(m + eps)
+    torch.mul(g if u is None else drive, r, out=drive)  # (T, B, G) the drive
+    return drive, r, v_out, m_out
+
+
+def _drive_backward(g, drive, r, dz, d_v, d_m, mu, s, beta):
+    """Adjoint of :func:`_drive_forward`: from dz (T, B, G), the drive's gradient, and the final v's and m's
+    gradients to those of g (T, B, G), v0 and m0 (B, G) (None when mu = 0)."""
+    T = g.shape[0]
+    x3 = drive * r  # (T, B, G) u·r²
+    w = r * dz  # (T, B, G) r·dz
+    x3.mul_(w)  # (T, B, G) u·r³·dz
+    a = None if mu == 0.0 else d_v * s  # (B, G) adjoint of u_t
+    q = d_m * (-2.0 * s * s)  # (B, G) −2 × the adjoint of n_t
+    w_steps, x3_steps = w.unbind(0), x3.unbind(0)
+    for j in range(T - 1, -1, -1):  # the two adjoint scans, in place
+        last = j == T - 1
+        if a is not None:
+            a = torch.add(w_steps[j], a, alpha=1.0 if last else mu, out=w_steps[j])  # (B, G)
+        q = torch.add(x3_steps[j], q, alpha=1.0 if last else beta, out=x3_steps[j])  # (B, G)
+    d_g = torch.addcmul(w, g, x3, value=-(1.0 - beta) / (s * s))  # (T, B, G)
+    d_v0 = None if mu == 0.0 else a * (mu / s)  # (B, G)
+    d_m0 = q * (-beta / (2.0 * s * s))  # (B, G)
+    return d_g, d_v0, d_m0

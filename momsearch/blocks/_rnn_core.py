@@ -13,10 +13,12 @@ and :func:`choose_rnn_path` picks the fastest path for those properties, fastest
   runs on x̃_t = [x_t, 1] (x_t alone for the orthogonal cell, which has no input bias) by the chunked scan,
   and the kernel gets gain·x̃f_t + direct·x̃_t with weight ``[W_ih | b_ih]`` and no input bias.
 * ``normalised`` (a constant-decay filter with drive = v_t, then v_t / sqrt(m_t + eps)): the input term of
-  every step in one GEMM; LSTM: the whole layer is one hand-differentiated node (:mod:`._rnn_adam`); other
-  cells: a step loop turning the input term into the drive, one hand-differentiated node per step.
+  every step in one GEMM; LSTM, and tanh/GRU up to ``NODE_MAX`` input-term values: the whole layer is one
+  hand-differentiated node (:mod:`._rnn_adam`); otherwise a step loop turning the input term into the drive,
+  one hand-differentiated node per step.
 * ``preactivation`` (the rule lists the cell in ``preactivation_cells``): y_t = W_hh h_{t-1} + b_hh − s·g_t,
-  z_t = y_t + a_t·(y_t − y_{t-1}), a step loop that keeps the previous pre-activation.
+  z_t = y_t + a_t·(y_t − y_{t-1}); up to ``NODE_MAX`` input-term values one hand-differentiated node per layer
+  (:mod:`._rnn_nesterov`), above it a step loop that keeps the previous pre-activation.
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
 
 Arguments are not checked here beyond what :func:`choose_rnn_path` needs; ``momsearch.blocks.rnn`` adds the
@@ -34,10 +36,16 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from ..errors import ConfigError
-from ._rnn_adam import adam_lstm
+from ._rnn_adam import adam_gru, adam_lstm, adam_tanh
 from ._rnn_fused import FUSED_CELLS, kernel, run
 from ._rnn_loops import AdamDrive, recur, recur_nesterov
+from ._rnn_nesterov import nesterov_lstm, nesterov_tanh
 from ._rnn_scan import scan
+
+# the one-node layers (_rnn_nesterov, adam_tanh, adam_gru) keep whole-sequence (T, B, G) buffers: above this many
+# input-term values (the LSTM at B64 T784 H128 has 25.7M) their memory traffic costs more than the per-step
+# autograd loop they replace saves
+NODE_MAX = 1 << 24
 
 if TYPE_CHECKING:  # annotations only: the rule is read by attribute, exports embed their own Rule
     from ..rules import Rule
@@ -263,6 +271,12 @@ class RNN(nn.Module):
             return out, LayerState(h, c, v=xf[-1])
         g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
         if self.path == "preactivation":
+            if cell == "lstm" and g.numel() <= NODE_MAX:
+                out, h, c, y = nesterov_lstm(g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
+                return out, LayerState(h, c, y=y)
+            if cell == "tanh" and g.numel() <= NODE_MAX:
+                out, h, y = nesterov_tanh(g, filt.scale, filt.decays(step, T), ls.h, ls.y, w_hh, b_hh)
+                return out, LayerState(h, y=y)
             out, h, c, y = recur_nesterov(cell, g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
             return out, LayerState(h, c, y=y)
         mu = 0.0 if filt.decay is None else filt.decay
@@ -270,6 +284,10 @@ class RNN(nn.Module):
         if cell == "lstm":
             out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
             return out, LayerState(h, c, v=v, m=m)
+        if cell in ("tanh", "gru") and g.numel() <= NODE_MAX:
+            node = adam_tanh if cell == "tanh" else adam_gru
+            out, h, v, m = node(g, ls.h, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
+            return out, LayerState(h, v=v, m=m)
         adam = AdamDrive(mu, filt.scale, norm.beta, norm.eps, ls.v, ls.m)
         out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
         return out, LayerState(h, c, v=adam.v, m=adam.m)

@@ -2,7 +2,8 @@
 
 ``recur`` runs a cell on the input term g_t = W_ih x_t + b_ih of one GEMM over all steps, turned into
 the drive step by step (a normalised drive such as adam's; every rule of the orthogonal cell);
-``recur_nesterov`` runs pre-activation momentum (LSTM/tanh ``nesterov_restart``), which acts on the whole pre-activation
+``recur_nesterov`` runs pre-activation momentum (LSTM/tanh ``nesterov_restart`` above the block's
+``NODE_MAX``; below it :mod:`._rnn_nesterov`), which acts on the whole pre-activation
 and only needs the previous step's ``y_{t-1}``. The sequences are split with ``unbind``
 so that autograd gathers their gradients in one stack (indexing ``x[t]`` would allocate T full-size
 gradients).

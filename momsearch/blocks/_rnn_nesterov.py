@@ -1,0 +1,191 @@
+"""Pre-activation momentum on the LSTM (``preactivation`` path) as one autograd node with a hand-written backward.
+
+y_t = W_hh h_{t-1} + b_hh − s·g_t ;  z_t = y_t + c_t·(y_t − y_{t-1}) = (1 + c_t)·y_t − c_t·y_{t-1}, then the
+LSTM cell on z_t (gate order i, f, g, o). The forward is a step loop under no_grad writing into preallocated
+buffers; the backward walks the steps in reverse with one ``dy W_hh`` GEMM per step and forms dW_hh, db_hh and
+the input-side gradient with whole-sequence GEMMs after the loop. No autograd graph is built per step, so one
+forward records one node instead of O(T).
+
+The adjoint of y_t is dy_t = (1 + c_t)·dz_t − c_{t+1}·dz_{t+1} (plus the final y's gradient at the last step):
+y_t enters z_t and z_{t+1}. The backward forms (1 + c_t)·dz_t from precomputed products (gate derivative
+times what multiplies dc or dh), two products per step. The g gate's tanh is computed as 2·sigmoid(2x) − 1
+(one sigmoid for all four gates), which differs from ``torch.tanh`` by rounding only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.autograd.function import once_differentiable
+
+
+def nesterov_lstm(g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor, c: torch.Tensor,
+                  y: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
+    """Run the pre-activation Nesterov LSTM over a sequence.
+
+    Args:
+        g: (T, B, 4H) the input term W_ih x_t + b_ih of every step.
+        s: the step size.
+        coeff: the T Nesterov coefficients c_t (0 at a restart).
+        h: (B, H) initial hidden state.
+        c: (B, H) initial cell state.
+        y: (B, 4H) the previous pre-activation y_{t-1} (zeros at the start of a sequence).
+        w_hh: (4H, H) recurrent weight.
+        b_hh: (4H,) recurrent bias.
+
+    Returns:
+        ``(out, h, c, y)``: outputs (T, B, H), final h and c (B, H), final y (B, 4H).
+    """
+    return _NesterovLSTM.apply(g, h, c, y, w_hh, b_hh, s, tuple(float(x) for x in coeff))
+
+
+class _NesterovLSTM(torch.autograd.Function):
+    """The whole recurrence of one layer; see :func:`nesterov_lstm`."""
+
+    @staticmethod
+    def forward(ctx, g, h0, c0, y0, w_hh, b_hh, s, coeff):
+        T, B, G = g.shape
+        H = G // 4
+        # the g-gate rows are doubled so that one sigmoid covers all four gates (tanh x = 2·sigmoid(2x) − 1);
+        # scaling by 2 is exact, and z is linear in y, so y is carried scaled
+        scale = g.new_ones(4, H)  # (4, H)
+        scale[2] = 2.0
+        scale = scale.view(G)  # (G,)
+        wt = (w_hh * scale[:, None]).t()  # (H, G)
+        base = torch.add(b_hh, g, alpha=-s).mul_(scale)  # (T, B, G) scaled b_hh − s·g_t
+        lo, hi = g.new_full((), -1.0), g.new_ones(())
+        gates = g.new_empty(T, B, G)  # (T, B, G) activated gates (g rows: tanh)
+        cells, tanh_c, out = (g.new_empty(T, B, H) for _ in range(3))  # (T, B, H) each
+        ys = g.new_empty(2, B, G).unbind(0)  # 2 x (B, G) y_t and y_{t-1}, scaled, alternating
+        y_prev = y0 * scale  # (B, G)
+        h, c = h0, c0
+        # unbind once: one call gives every step's view (indexing per step costs a dispatch each)
+        steps = zip(base.unbind(0), gates.unbind(0), cells.unbind(0), tanh_c.unbind(0), out.unbind(0), coeff,
+                    strict=True)
+        for t, (base_t, z, cell_t, tanh_t, out_t, ct) in enumerate(steps):
+            y = torch.addmm(base_t, h, wt, out=ys[t % 2])  # (B, G) scaled y_t
+            if ct:
+                torch.lerp(y_prev, y, 1.0 + ct, out=z)  # (B, G) y_t + c_t·(y_t − y_{t-1})
+            else:
+                z.copy_(y)
+            z.sigmoid_()
+            i, f, gg, o = z.split(H, dim=1)  # (B, H) each
+            torch.lerp(lo, hi, gg, out=gg)  # (B, H) tanh of the g gate
+            c = torch.mul(f, c, out=cell_t).addcmul_(i, gg)  # (B, H)
+            h = torch.mul(o, torch.tanh(c, out=tanh_t), out=out_t)  # (B, H)
+            y_prev = y
+        ctx.save_for_backward(h0, c0, w_hh, gates, cells, tanh_c, out)
+        ctx.hyper = (s, coeff)
+        return out, h.clone(), c.clone(), y_prev / scale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h, d_c, d_y):
+        h0, c0, w_hh, gates, cells, tanh_c, out = ctx.saved_tensors
+        s, coeff = ctx.hyper
+        T, B, G = gates.shape
+        H = G // 4
+        gates4 = gates.view(T, B, 4, H)  # (T, B, 4, H)
+        i_all, f_all, gg_all, o_all = gates4.unbind(2)  # (T, B, H) each
+        # what multiplies dc (gates i, f, g) and dh (gate o) in each gate's adjoint, times the gate's derivative
+        # and (1 + c_t): then dz'_t = (1 + c_t)·dz_t takes two products per step
+        c_prev = torch.cat([c0[None], cells[:-1]])  # (T, B, H)
+        q = torch.stack([gg_all, c_prev, i_all, tanh_c], dim=2)  # (T, B, 4, H)
+        deriv = torch.addcmul(gates4, gates4, gates4, value=-1.0)  # (T, B, 4, H) σ' = σ − σ²
+        torch.addcmul(torch.ones_like(gg_all), gg_all, gg_all, value=-1.0, out=deriv[:, :, 2])  # tanh' = 1 − tanh²
+        one_plus = torch.tensor([1.0 + x for x in coeff], dtype=gates.dtype, device=gates.device)  # (T,)
+        q.mul_(deriv).mul_(one_plus[:, None, None, None])  # (T, B, 4, H)
+        o_dtanh = torch.addcmul(o_all, out, tanh_c, value=-1.0)  # (T, B, H) o·(1 − tanh²c)
+        dzp = torch.empty_like(gates4)  # (T, B, 4, H) (1 + c_t)·dz_t
+        d_y_steps = torch.empty_like(gates)  # (T, B, G) adjoint of every y_t
+        dh = gates.new_empty(B, H)  # (B, H)
+        dc = d_c.clone()  # (B, H) adjoint of c_t
+        dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
+        # y_t enters z_{t+1} with weight −c_{t+1}: in terms of dz'_{t+1} that is −c_{t+1}/(1 + c_{t+1})
+        ahead = [-coeff[t + 1] / (1.0 + coeff[t + 1]) for t in range(T - 1)] + [0.0]
+        views = zip(d_out.unbind(0), q[:, :, :3].unbind(0), q[:, :, 3].unbind(0), o_dtanh.unbind(0),
+                    f_all.unbind(0), dzp[:, :, :3].unbind(0), dzp[:, :, 3].unbind(0), dzp.view(T, B, G).unbind(0),
+                    d_y_steps.unbind(0), strict=True)
+        dzp_next = dy_next = None
+        for t, (d_out_t, q3, qo, o_dt, f, dz3, dzo, dz_t, dy_t) in reversed(list(enumerate(views))):
+            if dy_next is None:
+                torch.add(d_out_t, d_h, out=dh)  # (B, H)
+            else:
+                torch.addmm(d_out_t, dy_next, w_hh, out=dh)  # (B, H)
+            dc.addcmul_(dh, o_dt)  # (B, H) adjoint of c_t
+            torch.mul(q3, dc_col, out=dz3)  # (B, 3, H) gates i, f, g
+            torch.mul(qo, dh, out=dzo)  # (B, H) gate o
+            dc.mul_(f)  # (B, H) adjoint of c_{t-1} through c_t
+            if dzp_next is None:
+                dy_next = torch.add(dz_t, d_y, out=dy_t)  # (B, G)
+            else:
+                dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t], out=dy_t)  # (B, G)
+            dzp_next = dz_t
+        flat = d_y_steps.view(T * B, G)  # (T·B, G)
+        d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(d_y_steps[0].t(), h0)  # (G, H)
+        d_b = flat.sum(0)  # (G,)
+        d_h0 = d_y_steps[0] @ w_hh  # (B, H)
+        d_y0 = dzp[0].view(B, G) * (-coeff[0] / (1.0 + coeff[0]))  # (B, G)
+        return d_y_steps * -s, d_h0, dc, d_y0, d_w, d_b, None, None
+
+
+def nesterov_tanh(g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor, y: torch.Tensor,
+                  w_hh: torch.Tensor, b_hh: torch.Tensor):
+    """Run the pre-activation Nesterov tanh cell (h_t = tanh z_t) over a sequence; arguments as for
+    :func:`nesterov_lstm` without the cell state, G = H. Returns ``(out, h, y)``."""
+    return _NesterovTanh.apply(g, h, y, w_hh, b_hh, s, tuple(float(x) for x in coeff))
+
+
+class _NesterovTanh(torch.autograd.Function):
+    """The whole recurrence of one tanh layer; see :func:`nesterov_tanh`."""
+
+    @staticmethod
+    def forward(ctx, g, h0, y0, w_hh, b_hh, s, coeff):
+        T, B, H = g.shape
+        wt = w_hh.t()  # (H, H)
+        base = torch.add(b_hh, g, alpha=-s)  # (T, B, H) b_hh − s·g_t
+        out = g.new_empty(T, B, H)  # (T, B, H)
+        ys = g.new_empty(2, B, H).unbind(0)  # 2 x (B, H) y_t and y_{t-1}, alternating
+        y_prev, h = y0, h0
+        for t, (base_t, out_t, ct) in enumerate(zip(base.unbind(0), out.unbind(0), coeff, strict=True)):
+            y = torch.addmm(base_t, h, wt, out=ys[t % 2])  # (B, H)
+            h = torch.lerp(y_prev, y, 1.0 + ct, out=out_t) if ct else out_t.copy_(y)  # (B, H) z_t
+            h.tanh_()
+            y_prev = y
+        ctx.save_for_backward(h0, w_hh, out)
+        ctx.hyper = (s, coeff)
+        return out, h.clone(), y_prev.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h, d_y):
+        h0, w_hh, out = ctx.saved_tensors
+        s, coeff = ctx.hyper
+        T, B, H = out.shape
+        one_plus = torch.tensor([1.0 + x for x in coeff], dtype=out.dtype, device=out.device)  # (T,)
+        # (1 + c_t)·tanh'(z_t): then dz'_t = (1 + c_t)·dz_t is one product per step
+        q = torch.addcmul(torch.ones_like(out), out, out, value=-1.0).mul_(one_plus[:, None, None])  # (T, B, H)
+        dzp = torch.empty_like(out)  # (T, B, H)
+        d_y_steps = torch.empty_like(out)  # (T, B, H) adjoint of every y_t
+        dh = out.new_empty(B, H)  # (B, H)
+        ahead = [-coeff[t + 1] / (1.0 + coeff[t + 1]) for t in range(T - 1)] + [0.0]
+        views = zip(d_out.unbind(0), q.unbind(0), dzp.unbind(0), d_y_steps.unbind(0), strict=True)
+        dzp_next = dy_next = None
+        for t, (d_out_t, q_t, dz_t, dy_t) in reversed(list(enumerate(views))):
+            if dy_next is None:
+                torch.add(d_out_t, d_h, out=dh)  # (B, H)
+            else:
+                torch.addmm(d_out_t, dy_next, w_hh, out=dh)  # (B, H)
+            torch.mul(q_t, dh, out=dz_t)  # (B, H)
+            if dzp_next is None:
+                dy_next = torch.add(dz_t, d_y, out=dy_t)  # (B, H)
+            else:
+                dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t], out=dy_t)  # (B, H)
+            dzp_next = dz_t
+        flat = d_y_steps.view(T * B, H)  # (T·B, H)
+        d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(d_y_steps[0].t(), h0)  # (H, H)
+        d_b = flat.sum(0)  # (H,)
+        d_h0 = d_y_steps[0] @ w_hh  # (B, H)
+        d_y0 = dzp[0] * (-coeff[0] / (1.0 + coeff[0]))  # (B, H)
+        return d_y_steps * -s, d_h0, d_y0, d_w, d_b, None, None
