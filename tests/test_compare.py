@@ -35,7 +35,7 @@ def make(n=64, seed=0):
 
 STUDY = """
 name: {name}
-task: {{module: 'points_task:make'}}
+task: {{module: 'compare_points_task:make'}}
 objectives: {{accuracy: maximize}}
 space:
   block:
@@ -57,7 +57,7 @@ ARMS = ["plain", "heavy_ball", "adam", "nesterov_restart"]
 
 
 def write(tmp_path: Path, name: str, trials: int = 3, seeds: int = 3) -> Path:
-    (tmp_path / "points_task.py").write_text(POINTS_TASK)
+    (tmp_path / "compare_points_task.py").write_text(POINTS_TASK)
     path = tmp_path / f"{name}.yaml"
     path.write_text(STUDY.format(name=name, trials=trials, seeds=seeds))
     return path

@@ -173,7 +173,9 @@ def test_seeded_two_jobs_draw_distinct_configurations(tmp_path):
 
 
 def two_runs_at_once(tmp_path: Path, path: Path, name: str, storage: str, target: int) -> list:
-    procs = [spawn(path, tmp_path, "--storage", storage, out=f"out{i}") for i in range(2)]
+    # two hosts sharing one study share its artifact store too (the README's scale-out recipe)
+    procs = [spawn(path, tmp_path, "--storage", storage, "--artifacts", str(tmp_path / "artifacts"), out=f"out{i}")
+             for i in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
