@@ -92,6 +92,7 @@ def _figures(out: Path, rows: list[Row], spec) -> list[tuple[str, str]]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     items = [(f"{r.arm} vs {spec.baseline}", r.vs_baseline) for r in rows if r.vs_baseline is not None]
     items += [(f"{r.control_of} vs its control", _flip(r.vs_arm)) for r in rows if r.vs_arm is not None]
@@ -132,6 +133,7 @@ def _figures(out: Path, rows: list[Row], spec) -> list[tuple[str, str]]:
         axes[1].set_xlabel("function evaluations per training run (mean)")
     for ax in axes:
         ax.invert_yaxis()
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # five-digit NFE labels would run into each other
     fig.tight_layout()
     fig.savefig(out / "cost.png", dpi=110)
     plt.close(fig)
