@@ -112,6 +112,8 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}: line {mark.line + 1}, column {mark.column + 1}" if mark else source
         problem = exc.problem or exc.context or "invalid YAML"
+        if "maximum nesting depth" in problem:  # libyaml >= 0.2.5 (PyYAML 6.0.4's wheels) stops at 1,000 itself
+            problem = f"nested more than {MAX_DEPTH} levels deep"
         if "could not determine a constructor for the tag" in problem:
             tag = problem.split("tag", 1)[1].strip(" '")
             problem = (f"tag {quote(tag)} is not allowed: momsearch reads plain YAML only "
