@@ -19,6 +19,20 @@ from torch.autograd.function import once_differentiable
 ADAM_LSTM_CHUNK = 32  # steps per saved buffer and per dW_hh GEMM
 
 
+
+def lstm_gate_scale(w_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row scale (1 for the i, f, o gates, 2 for the g gate) and ``(scale·W_hh)ᵀ``.
+
+    tanh(x) = 2·sigmoid(2x) − 1, so doubling the g-gate rows of the pre-activation lets one sigmoid cover all
+    four LSTM gates; scaling by 2 is exact.
+    """
+    G = w_hh.shape[0]
+    scale = w_hh.new_ones(4, G // 4)  # (4, H)
+    scale[2] = 2.0
+    scale = scale.view(G)  # (G,)
+    return scale, (w_hh * scale[:, None]).t()  # (G,), (H, G)
+
+
 def adam_lstm(g: torch.Tensor, h: torch.Tensor, c: torch.Tensor, v: torch.Tensor | None, m: torch.Tensor,
               w_hh: torch.Tensor, b_hh: torch.Tensor, mu: float, s: float, beta: float, eps: float):
     """Run the adam-driven LSTM over a sequence.
@@ -49,10 +63,7 @@ class _AdamLSTM(torch.autograd.Function):
         H = G // 4
         # tanh(x) = 2·sigmoid(2x) − 1 (tanh is several times slower than sigmoid here): the g-gate rows of
         # the pre-activation are doubled so that one sigmoid covers all four gates
-        scale = g.new_ones(4, H)  # (4, H)
-        scale[2] = 2.0
-        scale = scale.view(G)  # (G,)
-        wt = (w_hh * scale[:, None]).t()  # (H, G)
+        scale, wt = lstm_gate_scale(w_hh)  # (G,), (H, G)
         b2 = b_hh * scale  # (G,)
         lo, hi = g.new_full((), -1.0), g.new_ones(())
         u = None if v0 is None else v0 / s  # (B, G) v/s

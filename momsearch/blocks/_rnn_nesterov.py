@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
+from ._rnn_adam import lstm_gate_scale
+
 
 def nesterov_lstm(g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor, c: torch.Tensor,
                   y: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
@@ -49,10 +51,7 @@ class _NesterovLSTM(torch.autograd.Function):
         H = G // 4
         # the g-gate rows are doubled so that one sigmoid covers all four gates (tanh x = 2·sigmoid(2x) − 1);
         # scaling by 2 is exact, and z is linear in y, so y is carried scaled
-        scale = g.new_ones(4, H)  # (4, H)
-        scale[2] = 2.0
-        scale = scale.view(G)  # (G,)
-        wt = (w_hh * scale[:, None]).t()  # (H, G)
+        scale, wt = lstm_gate_scale(w_hh)  # (G,), (H, G)
         base = torch.add(b_hh, g, alpha=-s).mul_(scale)  # (T, B, G) scaled b_hh − s·g_t
         lo, hi = g.new_full((), -1.0), g.new_ones(())
         gates = g.new_empty(T, B, G)  # (T, B, G) activated gates (g rows: tanh)
