@@ -121,10 +121,7 @@ class _NesterovLSTM(torch.autograd.Function):
             else:
                 dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t], out=dy_t)  # (B, G)
             dzp_next = dz_t
-        flat = d_y_steps.view(T * B, G)  # (T·B, G)
-        d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(d_y_steps[0].t(), h0)  # (G, H)
-        d_b = flat.sum(0)  # (G,)
-        d_h0 = d_y_steps[0] @ w_hh  # (B, H)
+        d_w, d_b, d_h0 = _recurrent_grads(d_y_steps, out, h0, w_hh)  # (G, H), (G,), (B, H)
         d_y0 = dzp[0].view(B, G) * (-coeff[0] / (1.0 + coeff[0]))  # (B, G)
         return d_y_steps * -s, d_h0, dc, d_y0, d_w, d_b, None, None
 
@@ -182,9 +179,16 @@ class _NesterovTanh(torch.autograd.Function):
             else:
                 dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t], out=dy_t)  # (B, H)
             dzp_next = dz_t
-        flat = d_y_steps.view(T * B, H)  # (T·B, H)
-        d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(d_y_steps[0].t(), h0)  # (H, H)
-        d_b = flat.sum(0)  # (H,)
-        d_h0 = d_y_steps[0] @ w_hh  # (B, H)
+        d_w, d_b, d_h0 = _recurrent_grads(d_y_steps, out, h0, w_hh)  # (H, H), (H,), (B, H)
         d_y0 = dzp[0] * (-coeff[0] / (1.0 + coeff[0]))  # (B, H)
         return d_y_steps * -s, d_h0, d_y0, d_w, d_b, None, None
+
+
+def _recurrent_grads(d_y_steps, out, h0, w_hh):
+    """Gradients of ``y_t = W_hh h_{t-1} + b_hh + …`` from the adjoints ``d_y_steps`` (T, B, G) of every y_t:
+    W_hh's (G, H), b_hh's (G,) and h0's (B, H); ``out`` (T, B, H) holds h_1 … h_T."""
+    T, B, G = d_y_steps.shape
+    H = out.shape[-1]
+    flat = d_y_steps.view(T * B, G)  # (T·B, G)
+    d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(d_y_steps[0].t(), h0)  # (G, H)
+    return d_w, flat.sum(0), d_y_steps[0] @ w_hh  # (G, H), (G,), (B, H)
