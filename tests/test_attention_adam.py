@@ -105,3 +105,21 @@ def test_float32_backward_runs_and_keeps_no_per_step_states():
     assert saved_numel == per_step_inputs + chunks * 3 * (2 * 2 * 4 * 4) + 2 * 2  # + the last-step index
     y.sum().backward()
     assert all(torch.isfinite(x.grad).all() for x in (q, k, v))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_the_export_path_is_the_same_recurrence(causal, monkeypatch):
+    """What ``torch.export`` traces (no in-place ops) against the float64 loop, then through ``torch.export``."""
+    monkeypatch.setattr(_attention_adam, "CHUNK", 5)
+    rule = RULES["adam"]
+    q, k, v = _inputs(3, 2, 23, 3)
+    padding = _right_padding(3, 23)
+    want = reference(q, k, v, rule, causal, padding)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    att = Attention(6, 2, "linear", rule, causal=causal).double()
+    assert (att.attend(q, k, v, padding) - want).abs().max() < 1e-12
+    monkeypatch.undo()
+    x = torch.randn(2, 20, 6, dtype=torch.float64)
+    program = torch.export.export(att, (x,))
+    with torch.no_grad():
+        assert (program.module()(x) - att(x)).abs().max() < 1e-12

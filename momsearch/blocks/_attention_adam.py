@@ -54,7 +54,9 @@ def adam_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: Ru
     k3, v3 = _time_major(fk), _time_major(v)  # (T, B*H, d|m)
     q3 = _time_major(fq * filt.scale) if causal else None  # (T, B*H, d) s·φ(q)
     args = (q3, k3, v3, mu, norm.beta, norm.eps, last)
-    if torch.is_grad_enabled() and any(x.requires_grad for x in (fq, fk, v)):
+    if torch.compiler.is_compiling():  # torch.export: no in-place or out= ops on traced tensors
+        out = _adam_traceable(*args)
+    elif torch.is_grad_enabled() and any(x.requires_grad for x in (fq, fk, v)):
         out = _AdamChunks.apply(*args)
     else:
         out = _adam_forward(*args, None)
@@ -173,6 +175,41 @@ def _adam_forward(q: torch.Tensor | None, k: torch.Tensor, v: torch.Tensor, mu: 
             if here.numel():
                 out[here] = s_steps[last[here] - lo, here]
     return out
+
+
+def _adam_traceable(q: torch.Tensor | None, k: torch.Tensor, v: torch.Tensor, mu: float, beta: float, eps: float,
+                    last: torch.Tensor) -> torch.Tensor:
+    """:func:`_adam_forward` written without in-place or ``out=`` ops, for ``torch.export`` (same arguments).
+
+    Inside a chunk p̂ and m are one (C, C+1) product each over the entering state and the chunk's U_j
+    (weights mu^{r−j}, beta^{r−j}: non-negative powers only); the result differs from the scans only by rounding.
+    """
+    T, BH, d = k.shape
+    m = v.shape[-1]
+    r = torch.arange(min(CHUNK, T), dtype=torch.float64)
+    lag = r[:, None] - r[None, :]  # (C, C)
+    w_p, w_m = (torch.cat([(a ** (r + 1))[:, None], torch.where(lag >= 0, a ** lag.clamp_min(0), 0.0)], dim=1)
+                .to(k.dtype) for a in (mu, beta))  # (C, C+1) each: column 0 weighs the entering state
+    v_sq = (1 - beta) * v * v  # (T, BH, m)
+    p = sq = state = k.new_zeros(1, BH * d * m)  # (1, BH*D) each
+    read = k.new_zeros(BH, d * m)  # (BH, D)
+    outputs = []
+    for lo in range(0, T, CHUNK):
+        hi = min(lo + CHUNK, T)
+        C = hi - lo
+        u = (k[lo:hi, :, :, None] * v[lo:hi, :, None, :]).reshape(C, -1)  # (C, BH*D)
+        u_sq = (k[lo:hi, :, :, None] ** 2 * v_sq[lo:hi, :, None, :]).reshape(C, -1)  # (C, BH*D)
+        p_steps = w_p[:C, :C + 1] @ torch.cat([p, u])  # (C, BH*D) p̂_r
+        sq_steps = w_m[:C, :C + 1] @ torch.cat([sq, u_sq])  # (C, BH*D) m_r
+        s_steps = state + (p_steps * torch.rsqrt(sq_steps + eps)).cumsum(dim=0)  # (C, BH*D) Ŝ_r
+        p, sq, state = p_steps[-1:], sq_steps[-1:], s_steps[-1:]  # (1, BH*D) each
+        s_steps = s_steps.view(C, BH, d, m)
+        if q is not None:
+            outputs.append((q[lo:hi, :, None, :] @ s_steps).squeeze(2))  # (C, BH, m)
+        else:
+            at = s_steps[(last - lo).clamp(0, C - 1), torch.arange(BH, device=k.device)].reshape(BH, -1)
+            read = torch.where(((last >= lo) & (last < hi))[:, None], at, read)  # (BH, D)
+    return torch.cat(outputs) if q is not None else read
 
 
 class _AdamChunks(torch.autograd.Function):
