@@ -6,6 +6,9 @@
 Times ``Attention.attend`` (the attention on per-head q, k, v: feature map, chunked parallel form,
 normaliser; no projections), causal, one intra-op thread: forward under ``torch.no_grad`` and
 forward+backward, medians, with ratios against plain linear attention measured in the same process.
+On the CPU the clock is the process's CPU time (``time.process_time``; one thread, so it is the call's
+compute time and does not count the time another process holds the core); on CUDA it is wall time
+after a synchronisation.
 Memory is measured in a fresh subprocess per configuration: the peak resident-set growth (``VmHWM``, reset
 just before the call, minus the resident set then; after a small warm-up) during one forward+backward, i.e.
 everything the call allocates beyond its inputs (autograd buffers, gradients); on CUDA the peak of
@@ -62,10 +65,11 @@ def forward_backward(att: Attention, inputs) -> None:
 
 
 def interleaved_medians(fn, setups: dict, repeats: dict, device: str) -> dict[str, float]:
-    """Median wall time (ms) of ``fn(att, inputs)`` per configuration, after one warm-up call each.
+    """Median time (ms) of ``fn(att, inputs)`` per configuration, after one warm-up call each.
 
     Repetitions are interleaved across configurations, so a load change on the machine hits them alike.
     """
+    clock = time.perf_counter if device.startswith("cuda") else time.process_time
     times: dict[str, list[float]] = {name: [] for name in setups}
     for att, inputs in setups.values():
         fn(att, inputs)
@@ -74,10 +78,10 @@ def interleaved_medians(fn, setups: dict, repeats: dict, device: str) -> dict[st
             if rep >= repeats[name]:
                 continue
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             fn(att, inputs)
             _sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
@@ -131,10 +135,11 @@ def main() -> None:
         return
     lengths = (256, 1024) if args.quick else (1024, 4096)
     repeats = 3 if args.quick else 7
+    clock = "wall time" if args.device.startswith("cuda") else "process CPU time"
     print(f"B={BATCH}, heads={HEADS}, head dim={HEAD_DIM}, chunk={CHUNK}, causal, device={args.device}, "
-          f"1 thread; medians of {repeats} (adam: {max(1, repeats // 3)}); forward under no_grad")
+          f"1 thread; medians of {repeats} ({clock}); forward under no_grad")
     memory: dict[tuple[str, int], float] = {}
-    reps = {name: max(1, repeats // 3) if name == "adam" else repeats for name in CONFIGS}
+    reps = dict.fromkeys(CONFIGS, repeats)
     for steps in lengths:
         setups = {name: make(name, steps, args.device) for name in CONFIGS}
         fwd = interleaved_medians(forward, setups, reps, args.device)
