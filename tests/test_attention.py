@@ -334,3 +334,16 @@ def test_bad_arguments():
         att.step(torch.randn(2, 5, 8))
     with pytest.raises(ConfigError, match="step: needs a causal"):
         Attention(8, 2, causal=False).step(torch.randn(2, 8))
+
+
+@pytest.mark.parametrize("rule", [HeavyBall(mu=0.9, s=0.7), rule_for("nesterov_restart", restart_every=2),
+                                  _GainDirect()], ids=["heavy_ball", "nesterov_restart", "gain_direct"])
+def test_momentum_backward_gradcheck_across_chunks(rule):
+    """The causal momentum path's written-out backward over four chunks (the last partial), float64."""
+    q, k, v = (x[:2, :1].detach() for x in qkv())
+    fq, fk = (F.elu(x).add(1).requires_grad_() for x in (q, k))
+    v.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b, c: linear_attention(a, b, c, rule, True, 3), (fq, fk, v))
+    with torch.no_grad():
+        untracked = linear_attention(fq, fk, v, rule, True, 3)
+    assert torch.equal(linear_attention(fq, fk, v, rule, True, 3), untracked)

@@ -141,6 +141,12 @@ def linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: 
     v4 = _chunked(v, pad, n_chunks)  # (B, H, N, C, m)
     w = chunk_weights(rule, n_chunks, chunk, fq.dtype, fq.device)
     momentum = not rule.filter("attention").identity
+    if (causal and momentum and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and any(x.requires_grad for x in (fq, fk, v))):
+        num = _MomentumChunks.apply(q4.contiguous(), k4.contiguous(), v4.contiguous(), w)  # (B, H, N, C, m)
+        num = num.view(B, H, n_chunks * chunk, m)[:, :, :T]  # (B, H, T, m)
+        den = (fq * fk.cumsum(dim=2)).sum(-1, keepdim=True)  # (B, H, T, 1)
+        return num / (den + DENOMINATOR_EPS)
     if momentum:
         kt = k4.transpose(-1, -2)  # (B, H, N, d, C)
         local_sum = kt @ (v4 * w.sum_end[:, :, None])  # (B, H, N, d, m)
@@ -200,3 +206,83 @@ def _last_steps(lengths: torch.Tensor | None, batch: int, steps: int, device: to
     if lengths is None:
         return torch.full((batch,), steps - 1, dtype=torch.long, device=device)
     return (lengths - 1).clamp_min(0)
+
+
+def _momentum_forward(q4: torch.Tensor, k4: torch.Tensor, v4: torch.Tensor, w: ChunkWeights):
+    """The causal numerators with a momentum filter, and what :class:`_MomentumChunks` keeps for backward.
+
+    Same products, in the same order, as the autograd path of :func:`linear_attention`.
+    """
+    kt = k4.transpose(-1, -2)  # (B, H, N, d, C)
+    v_sum = v4 * w.sum_end[:, :, None]  # (B, H, N, C, m)
+    v_delta = v4 * w.delta_end[:, :, None]  # (B, H, N, C, m)
+    delta_prev = _scan_delta(kt @ v_delta, w.decay)  # (B, H, N, d, m) Δ entering each chunk
+    sum_prev = _exclusive_cumsum(torch.addcmul(kt @ v_sum, w.feed, delta_prev))  # (B, H, N, d, m) G entering
+    scores = (q4 @ kt).mul_(w.intra)  # (B, H, N, C, C)
+    num = (scores @ v4).add_(q4 @ sum_prev)  # (B, H, N, C, m)
+    num = num.addcmul_(w.carry[:, :, None], q4 @ delta_prev)  # (B, H, N, C, m)
+    return num, (scores, v_sum, v_delta, sum_prev, delta_prev)
+
+
+class _MomentumChunks(torch.autograd.Function):
+    """Causal chunked numerators with a momentum filter; backward written out so that the gradient terms
+    of each input accumulate inside the products (``baddbmm_``) instead of in separate full-size adds.
+
+    Backward, per chunk (ḡ the output gradient, W the in-chunk weights, σ/δ the chunk-end weights of G/Δ):
+    ḡv = (QKᵀ∘W)ᵀḡ + σ∘(K ḡG_end) + δ∘(K ḡΔ_end) ; ḡs = (ḡVᵀ)∘W ; ḡq = ḡs K + ḡ G_inᵀ + (c∘ḡ) Δ_inᵀ ;
+    ḡk = ḡsᵀQ + (σ∘V) ḡG_endᵀ + (δ∘V) ḡΔ_endᵀ, with ḡG_in = Qᵀḡ, ḡΔ_in = Qᵀ(c∘ḡ) carried back through
+    the exclusive cumulative sum and the Δ scan over chunks.
+    """
+
+    @staticmethod
+    def forward(ctx, q4, k4, v4, w):
+        num, kept = _momentum_forward(q4, k4, v4, w)
+        ctx.save_for_backward(q4, k4, v4, *kept)
+        ctx.w = w
+        return num
+
+    @staticmethod
+    def backward(ctx, grad):
+        q4, k4, v4, scores, v_sum, v_delta, sum_prev, delta_prev = ctx.saved_tensors
+        w = ctx.w
+        B, H, N, C, d = q4.shape
+        m = v4.shape[-1]
+        flat = B * H * N
+
+        def b3(x: torch.Tensor) -> torch.Tensor:  # (B, H, N, a, b) -> (B*H*N, a, b)
+            return x.reshape(flat, *x.shape[-2:])
+
+        g = grad.contiguous()  # (B, H, N, C, m)
+        g_carry = g * w.carry[:, :, None]  # (B, H, N, C, m) c_r·ḡ_r
+        g_sum_in = q4.transpose(-1, -2) @ g  # (B, H, N, d, m) adjoint of G entering each chunk
+        g_delta_in = q4.transpose(-1, -2) @ g_carry  # (B, H, N, d, m) adjoint of Δ entering each chunk
+        # G_in(n) = Σ_{n'<n} (G_end(n') + feed(n')·Δ_in(n')): the adjoint of G_end(n') is Σ_{n>n'} ḡG_in(n)
+        g_sum_end = _exclusive_cumsum(g_sum_in.flip(2)).flip(2)  # (B, H, N, d, m)
+        g_delta_in = g_delta_in.addcmul_(w.feed, g_sum_end)  # (B, H, N, d, m)
+        g_delta_end = _reverse_scan_delta(g_delta_in, w.decay)  # (B, H, N, d, m)
+
+        g_scores = (g @ v4.transpose(-1, -2)).mul_(w.intra)  # (B, H, N, C, C)
+        gq = g_scores @ k4  # (B, H, N, C, d)
+        b3(gq).baddbmm_(b3(g), b3(sum_prev).transpose(1, 2)).baddbmm_(b3(g_carry), b3(delta_prev).transpose(1, 2))
+        gk = g_scores.transpose(-1, -2) @ q4  # (B, H, N, C, d)
+        b3(gk).baddbmm_(b3(v_sum), b3(g_sum_end).transpose(1, 2)).baddbmm_(b3(v_delta), b3(g_delta_end).transpose(1, 2))
+        gv = scores.transpose(-1, -2) @ g  # (B, H, N, C, m)
+        gv.addcmul_(k4 @ g_sum_end, w.sum_end[:, :, None]).addcmul_(k4 @ g_delta_end, w.delta_end[:, :, None])
+        return gq, gk, gv, None
+
+
+def _reverse_scan_delta(g_entering: torch.Tensor, decay: list[float]) -> torch.Tensor:
+    """Adjoint of :func:`_scan_delta`: from the adjoints of Δ entering each chunk, those of each chunk's local Δ.
+
+    Δ_in(n+1) = local(n) + decay_n·Δ_in(n), Δ_in(0) = 0, so ḡlocal(n) = A(n+1) with A(n) = ḡΔ_in(n) + decay_n·A(n+1)
+    (A(N) = 0): the last chunk's local Δ enters nothing.
+    """
+    chunks = g_entering.unbind(dim=2)  # N x (B, H, d, m)
+    n_chunks = len(chunks)
+    decay = decay * n_chunks if len(decay) == 1 else decay
+    local = [torch.zeros_like(chunks[0])]  # ḡlocal(N-1) = 0
+    acc = None
+    for n in range(n_chunks - 1, 0, -1):
+        acc = chunks[n] if acc is None else torch.add(chunks[n], acc, alpha=decay[n])  # A(n)
+        local.append(acc)
+    return torch.stack(local[::-1], dim=2)  # (B, H, N, d, m)
