@@ -401,9 +401,12 @@ def _nesterov_inputs(T, B, H, gen):
     return rand(T, B, 4 * H), rand(B, H), rand(B, H), rand(B, 4 * H), rand(4 * H, H), rand(4 * H)
 
 
-def test_nesterov_lstm_gradcheck_through_every_state():
+@pytest.mark.parametrize("chunk", [32, 3])
+def test_nesterov_lstm_gradcheck_through_every_state(monkeypatch, chunk):
     """The whole-layer pre-activation Nesterov LSTM node: gradients of every output (final y included)
-    w.r.t. every input, incoming y included, with restarts (c_t = 0) inside the sequence."""
+    w.r.t. every input, incoming y included, with restarts (c_t = 0) inside the sequence; chunk 3 splits the
+    saved buffers across chunks."""
+    monkeypatch.setattr(_rnn_nesterov, "CHUNK", chunk)
     g, h, c, y, w_hh, b_hh = _nesterov_inputs(len(NESTEROV_COEFFS), 2, 2, torch.Generator().manual_seed(0))
 
     def run(g, h, c, y, w_hh, b_hh):
@@ -412,8 +415,11 @@ def test_nesterov_lstm_gradcheck_through_every_state():
     assert torch.autograd.gradcheck(run, (g, h, c, y, w_hh, b_hh))
 
 
-def test_nesterov_lstm_node_matches_the_step_loop():
-    """The hand-differentiated node against the per-step autograd loop it replaces (float64, T = 70)."""
+@pytest.mark.parametrize("chunk", [32, 4])
+def test_nesterov_lstm_node_matches_the_step_loop(monkeypatch, chunk):
+    """The hand-differentiated node against the per-step autograd loop (float64, T = 70: the saved buffers
+    span several chunks, the last one partial)."""
+    monkeypatch.setattr(_rnn_nesterov, "CHUNK", chunk)
     gen = torch.Generator().manual_seed(1)
     T = 70
     coeff = [0.0 if t % 9 == 0 else 0.1 + 0.01 * t for t in range(T)]
@@ -449,8 +455,9 @@ def test_nesterov_tanh_gradcheck_through_every_state():
 @pytest.mark.parametrize("cell", ["lstm", "tanh"])
 @pytest.mark.parametrize("node_max", [0, 1 << 24])
 def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
-    """Above ``NODE_MAX`` input-term values the LSTM/tanh pre-activation path is the step loop, below
-    it the one-node form: both against the float64 reference, carried state and gradients included."""
+    """Above ``NODE_MAX`` input-term values the tanh pre-activation path is the step loop, below it the
+    one-node form; the LSTM is the node at every size (its buffers are chunked): both against the float64
+    reference, carried state and gradients included."""
     from momsearch.blocks import _rnn_core
 
     monkeypatch.setattr(_rnn_core, "NODE_MAX", node_max)
@@ -463,7 +470,7 @@ def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
     x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
     out, state = rnn(x[:, :5])
     out2, _ = rnn(x[:, 5:], state)
-    assert rnn.path == "preactivation" and len(calls) == (4 if node_max else 0)  # 2 layers x 2 calls
+    assert rnn.path == "preactivation" and len(calls) == (4 if node_max or cell == "lstm" else 0)  # 2 x 2 calls
     want = reference(rnn, x)[0]
     torch.testing.assert_close(torch.cat([out, out2], dim=1), want, atol=1e-12, rtol=0)
     grad = torch.autograd.grad(torch.cat([out, out2], dim=1).sum(), x)[0]

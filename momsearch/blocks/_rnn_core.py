@@ -17,8 +17,9 @@ and :func:`choose_rnn_path` picks the fastest path for those properties, fastest
   hand-differentiated node (:mod:`._rnn_adam`); otherwise a step loop turning the input term into the drive,
   one hand-differentiated node per step.
 * ``preactivation`` (the rule lists the cell in ``preactivation_cells``): y_t = W_hh h_{t-1} + b_hh − s·g_t,
-  z_t = y_t + a_t·(y_t − y_{t-1}); up to ``NODE_MAX`` input-term values one hand-differentiated node per layer
-  (:mod:`._rnn_nesterov`), above it a step loop that keeps the previous pre-activation.
+  z_t = y_t + a_t·(y_t − y_{t-1}); one hand-differentiated node per layer (:mod:`._rnn_nesterov`) for the
+  LSTM, and for the tanh cell up to ``NODE_MAX`` input-term values; otherwise a step loop that keeps the
+  previous pre-activation.
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
 
 Arguments are not checked here beyond what :func:`choose_rnn_path` needs; ``momsearch.blocks.rnn`` adds the
@@ -271,7 +272,7 @@ class RNN(nn.Module):
             return out, LayerState(h, c, v=xf[-1])
         g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
         if self.path == "preactivation":
-            if cell == "lstm" and g.numel() <= NODE_MAX:
+            if cell == "lstm":
                 out, h, c, y = nesterov_lstm(g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
                 return out, LayerState(h, c, y=y)
             if cell == "tanh" and g.numel() <= NODE_MAX:
