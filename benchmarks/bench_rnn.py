@@ -9,9 +9,9 @@ heavy-ball cell, the implementation the fast paths replace. Everything runs in o
 with denormals flushed; runs are interleaved round-robin and the median is reported. Times are the CPU time
 of this process (``time.process_time``), which other jobs on shared cores disturb far less than wall-clock.
 
-    python benchmarks/bench_rnn.py                        # LSTM at the large and the small (searched) sizes
-    python benchmarks/bench_rnn.py --cells lstm gru tanh  # and the GRU and tanh cells
-    python benchmarks/bench_rnn.py --quick                # smaller sizes, a few seconds
+    python benchmarks/bench_rnn.py                # LSTM, GRU and tanh at the large and the small (searched) sizes
+    python benchmarks/bench_rnn.py --cells lstm   # the LSTM only
+    python benchmarks/bench_rnn.py --quick        # smaller sizes, a few seconds
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender (>= 5)")
-    parser.add_argument("--cells", nargs="+", default=["lstm"], choices=list(TWINS), help="cells to time")
+    parser.add_argument("--cells", nargs="+", default=list(TWINS), choices=list(TWINS), help="cells to time")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
