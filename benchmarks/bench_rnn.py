@@ -4,8 +4,8 @@ Every rule of the catalog, with the path the block chose for it (``RNN.path``), 
 nodes one forward records, and the compute kernels one forward+backward dispatches (leaf aten ops in
 ``torch.profiler``'s trace, views left out), in all and per step: the fused torch kernels are O(1) in both;
 the hand-differentiated layers are O(1) in nodes but O(T) in kernels (a Python step loop inside one node),
-which on a GPU means O(T) launches. nn.GRU and nn.RNN on the CPU are themselves per-step aten loops. For LSTM it also times the obvious per-step Python-loop
-heavy-ball cell, the implementation the fast paths replace. Everything runs in one process on one thread,
+which on a GPU means O(T) launches. nn.GRU and nn.RNN on the CPU are themselves per-step aten loops. For LSTM
+it also times the obvious per-step Python-loop heavy-ball cell, the implementation the fast paths replace. Everything runs in one process on one thread,
 with denormals flushed; runs are interleaved round-robin and the median is reported. Times are the CPU time
 of this process (``time.process_time``), which other jobs on shared cores disturb far less than wall-clock.
 

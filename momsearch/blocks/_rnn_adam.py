@@ -176,7 +176,8 @@ def adam_tanh(g: torch.Tensor, h: torch.Tensor, v: torch.Tensor | None, m: torch
 
     Arguments as for :func:`adam_lstm` without the cell state, G = H. The drive depends on the input only, so
     it is formed for all steps before the recurrence (its two scans are the only other per-step work) and its
-    adjoint after the reverse sweep; whole-sequence buffers (the block calls it on segments of a long sequence, the state carried).
+    adjoint after the reverse sweep; whole-sequence buffers (the block calls it on segments of a long sequence,
+    the state carried).
 
     Returns:
         ``(out, h, v, m)``: outputs (T, B, H), final h, final v (None when mu = 0) and m (B, H).
