@@ -5,8 +5,9 @@ nodes one forward records, and the compute kernels one forward+backward dispatch
 ``torch.profiler``'s trace, views left out), in all and per step: the fused torch kernels are O(1) in both;
 the hand-differentiated layers are O(1) in nodes but O(T) in kernels (a Python step loop inside one node),
 which on a GPU means O(T) launches. nn.GRU and nn.RNN on the CPU are themselves per-step aten loops. For LSTM
-it also times the obvious per-step Python-loop heavy-ball cell, the implementation the fast paths replace. Everything runs in one process on one thread,
-with denormals flushed; runs are interleaved round-robin and the median is reported. Times are the CPU time
+it also times the obvious per-step Python-loop heavy-ball cell, the implementation the fast paths replace.
+Everything runs in one process on one thread, with denormals flushed; runs are interleaved round-robin and
+the median is reported. Times are the CPU time
 of this process (``time.process_time``), which other jobs on shared cores disturb far less than wall-clock.
 
     python benchmarks/bench_rnn.py                # LSTM, GRU and tanh at the large and the small (searched) sizes
