@@ -1,15 +1,18 @@
 """Forward+backward time of every rule of ``momsearch.blocks.RNN`` against its torch twin (nn.LSTM/GRU/RNN).
 
-Every rule of the catalog, with the path the block chose for it (``RNN.path``) and the number of autograd
-nodes one forward records (O(1) for the fused-kernel and hand-differentiated paths, O(T) for step loops:
-on a GPU each node is at least one kernel launch). For LSTM it also times the obvious per-step Python-loop
-heavy-ball cell, the implementation the fast paths replace. Everything runs in one process on one thread,
-with denormals flushed; runs are interleaved round-robin and the median is reported. Times are the CPU time
+Every rule of the catalog, with the path the block chose for it (``RNN.path``), the number of autograd
+nodes one forward records, and the compute kernels one forward+backward dispatches (leaf aten ops in
+``torch.profiler``'s trace, views left out), in all and per step: the fused torch kernels are O(1) in both;
+the hand-differentiated layers are O(1) in nodes but O(T) in kernels (a Python step loop inside one node),
+which on a GPU means O(T) launches. nn.GRU and nn.RNN on the CPU are themselves per-step aten loops. For LSTM
+it also times the obvious per-step Python-loop heavy-ball cell, the implementation the fast paths replace.
+Everything runs in one process on one thread, with denormals flushed; runs are interleaved round-robin and
+the median is reported. Times are the CPU time
 of this process (``time.process_time``), which other jobs on shared cores disturb far less than wall-clock.
 
-    python benchmarks/bench_rnn.py                        # LSTM at the large and the small (searched) sizes
-    python benchmarks/bench_rnn.py --cells lstm gru tanh  # and the GRU and tanh cells
-    python benchmarks/bench_rnn.py --quick                # smaller sizes, a few seconds
+    python benchmarks/bench_rnn.py                # LSTM, GRU and tanh at the large and the small (searched) sizes
+    python benchmarks/bench_rnn.py --cells lstm   # the LSTM only
+    python benchmarks/bench_rnn.py --quick        # smaller sizes, a few seconds
 """
 
 from __future__ import annotations
@@ -86,9 +89,28 @@ def autograd_nodes(module: nn.Module, x: torch.Tensor) -> int:
     return len(seen)
 
 
+# ops that only describe memory (views, allocation): no kernel runs for them on any device
+METADATA_OPS = {"aten::empty", "aten::empty_strided", "aten::empty_like", "aten::as_strided", "aten::view",
+                "aten::select", "aten::slice", "aten::unbind", "aten::split", "aten::split_with_sizes",
+                "aten::narrow", "aten::transpose", "aten::t", "aten::expand", "aten::reshape", "aten::detach",
+                "aten::alias", "aten::_unsafe_view", "aten::unsqueeze", "aten::squeeze", "aten::permute",
+                "aten::resize_", "aten::lift_fresh", "aten::chunk", "aten::unsafe_chunk", "aten::unsafe_split",
+                "aten::_reshape_alias", "aten::view_as", "aten::expand_as", "aten::result_type"}
+
+
+def dispatched_kernels(run) -> int:
+    """Compute ops one forward+backward dispatches: leaf ``aten::`` ops in ``torch.profiler``'s trace, views and
+    allocations left out. On a GPU each is at least one kernel launch, so a per-step loop shows as O(T)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run()
+    return sum(1 for e in prof.events()
+               if e.name.startswith("aten::") and not e.cpu_children and e.name not in METADATA_OPS)
+
+
 def measure(cell: str, size: tuple[int, int, int, int], repeats: int) -> tuple[dict[str, float], dict[str, str],
-                                                                              dict[str, int]]:
-    """Median seconds, path and autograd nodes of each contender for ``cell`` at ``size`` = (B, T, I, H)."""
+                                                                              dict[str, tuple[int, int]]]:
+    """Median seconds, path, and autograd nodes per forward and kernels per forward+backward of each contender
+    for ``cell`` at ``size`` = (B, T, I, H)."""
     B, T, I, H = size
     x = torch.randn(B, T, I)  # (B, T, I)
     twin = f"nn.{TWINS[cell].__name__}"
@@ -101,9 +123,10 @@ def measure(cell: str, size: tuple[int, int, int, int], repeats: int) -> tuple[d
         modules["naive loop"] = NaiveMomentumLSTM(I, H, mu=0.6, s=0.6)
         paths["naive loop"] = "python loop"
     contenders = {name: fwd_bwd(module, x) for name, module in modules.items()}
-    nodes = {name: autograd_nodes(module, x) for name, module in modules.items()}
     for run in contenders.values():  # warm-up
         run()
+    nodes = {name: (autograd_nodes(module, x), dispatched_kernels(contenders[name]))
+             for name, module in modules.items()}
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():
@@ -114,23 +137,27 @@ def measure(cell: str, size: tuple[int, int, int, int], repeats: int) -> tuple[d
 
 
 def report(cell: str, size: tuple[int, int, int, int], medians: dict[str, float], paths: dict[str, str],
-           nodes: dict[str, int]) -> None:
-    """Print one table: milliseconds, ratio to the torch twin, target, path, autograd nodes per forward."""
+           nodes: dict[str, tuple[int, int]]) -> None:
+    """Print one table: milliseconds, ratio to the torch twin, target, path, autograd nodes per forward, compute
+    kernels per forward+backward and per step."""
     twin = next(iter(medians))
     base = medians[twin]
     B, T, I, H = size
     print(f"\n{cell}: B={B} T={T} I={I} H={H}  (forward+backward, median process time, 1 thread)")
-    print(f"{'path':<19}{'ms':>9}{f'x {twin}':>11}{'target':>8}  {'block path':<14}{'nodes':>7}")
+    print(f"{'path':<19}{'ms':>9}{f'x {twin}':>11}{'target':>8}  {'block path':<14}{'nodes':>7}{'kernels':>9}"
+          f"{'/step':>7}")
     for name, sec in medians.items():
         target = f"<={TARGETS[name]:.2f}" if name in TARGETS else ""
-        print(f"{name:<19}{1000 * sec:>9.1f}{sec / base:>11.2f}{target:>8}  {paths[name]:<14}{nodes[name]:>7}")
+        n_nodes, kernels = nodes[name]
+        print(f"{name:<19}{1000 * sec:>9.1f}{sec / base:>11.2f}{target:>8}  {paths[name]:<14}{n_nodes:>7}"
+              f"{kernels:>9}{kernels / T:>7.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender (>= 5)")
-    parser.add_argument("--cells", nargs="+", default=["lstm"], choices=list(TWINS), help="cells to time")
+    parser.add_argument("--cells", nargs="+", default=list(TWINS), choices=list(TWINS), help="cells to time")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)

@@ -1,5 +1,7 @@
 """The recurrent block against torch's modules and a step-by-step float64 reference of DESIGN §3.1."""
 
+from collections.abc import Sequence
+
 import pytest
 import torch
 from torch import nn
@@ -312,6 +314,27 @@ def test_a_rule_the_block_cannot_run_is_refused_by_name(cell, rule, why):
         RNN(I, H, cell=cell, rule=rule)
 
 
+class _PreactivationEverywhere(Rule):
+    """Pre-activation momentum claimed for every cell: only the LSTM and tanh cells have that layer."""
+
+    name = "preactivation_everywhere"
+    preactivation_cells = tuple(CELLS)
+
+    def filter(self, block):
+        return Filter(scale=0.5, decay=0.5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_preactivation_momentum_is_refused_on_a_cell_without_its_layer(cell):
+    rule = _PreactivationEverywhere()
+    if cell in ("lstm", "tanh"):
+        assert RNN(I, H, cell=cell, rule=rule).path == "preactivation"
+        return
+    with pytest.raises(ConfigError, match=rf"cannot run in the rnn block \(cell='{cell}'\): pre-activation momentum "
+                                          r"runs on the cells \('lstm', 'tanh'\)"):
+        RNN(I, H, cell=cell, rule=rule)
+
+
 def test_orthogonal_recurrent_weight_stays_orthogonal():
     rnn = RNN(I, H, cell="orthogonal", rule=HeavyBall()).double()
     opt = torch.optim.SGD(rnn.parameters(), lr=0.5)
@@ -394,6 +417,36 @@ def test_adam_lstm_gradcheck_through_every_state_and_chunk(monkeypatch, mu):
 NESTEROV_COEFFS = [0.3, 0.0, 0.6, 0.45, 0.0, 0.0, 0.8]  # restarts inside, a nonzero first and last coefficient
 
 
+def _recur_nesterov(cell: str, g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor,
+                   c: torch.Tensor | None, y: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
+    """The obvious step loop of pre-activation momentum, autograd op by op (the reference of the one-node
+    layers): y_t = W_hh h_{t-1} + b_hh − s·g_t ; z_t = y_t + c_t·(y_t − y_{t-1}).
+
+    Args:
+        cell: ``lstm`` or ``tanh``.
+        g: (T, B, G) the input term W_ih x_t + b_ih.
+        s: the step size.
+        coeff: the T Nesterov coefficients c_t.
+        h: (B, H) initial hidden state.
+        c: (B, H) initial LSTM cell state, else None.
+        y: (B, G) the previous pre-activation y_{t-1} (zeros at the start of a sequence).
+        w_hh: (G, H) recurrent weight.
+        b_hh: (G,) recurrent bias.
+
+    Returns:
+        ``(out, h, c, y)``: outputs (T, B, H), final h, final LSTM cell state or None, final y (B, G).
+    """
+    w = w_hh.t()  # (H, G)
+    outs = []
+    for g_t, ct in zip(g.unbind(0), coeff, strict=True):
+        y_new = torch.add(torch.addmm(b_hh, h, w), g_t, alpha=-s)  # (B, G) the only GEMM of the step
+        z = torch.add(y_new, y_new - y, alpha=ct) if ct else y_new  # (B, G)
+        h, c = _rnn_loops.activate(cell, z, c, None)  # (B, H)
+        y = y_new
+        outs.append(h)
+    return torch.stack(outs), h, c, y
+
+
 def _nesterov_inputs(T, B, H, gen):
     def rand(*shape):
         return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).requires_grad_()
@@ -401,9 +454,12 @@ def _nesterov_inputs(T, B, H, gen):
     return rand(T, B, 4 * H), rand(B, H), rand(B, H), rand(B, 4 * H), rand(4 * H, H), rand(4 * H)
 
 
-def test_nesterov_lstm_gradcheck_through_every_state():
+@pytest.mark.parametrize("chunk", [32, 3])
+def test_nesterov_lstm_gradcheck_through_every_state(monkeypatch, chunk):
     """The whole-layer pre-activation Nesterov LSTM node: gradients of every output (final y included)
-    w.r.t. every input, incoming y included, with restarts (c_t = 0) inside the sequence."""
+    w.r.t. every input, incoming y included, with restarts (c_t = 0) inside the sequence; chunk 3 splits the
+    saved buffers across chunks."""
+    monkeypatch.setattr(_rnn_nesterov, "CHUNK", chunk)
     g, h, c, y, w_hh, b_hh = _nesterov_inputs(len(NESTEROV_COEFFS), 2, 2, torch.Generator().manual_seed(0))
 
     def run(g, h, c, y, w_hh, b_hh):
@@ -412,15 +468,18 @@ def test_nesterov_lstm_gradcheck_through_every_state():
     assert torch.autograd.gradcheck(run, (g, h, c, y, w_hh, b_hh))
 
 
-def test_nesterov_lstm_node_matches_the_step_loop():
-    """The hand-differentiated node against the per-step autograd loop it replaces (float64, T = 70)."""
+@pytest.mark.parametrize("chunk", [32, 4])
+def test_nesterov_lstm_node_matches_the_step_loop(monkeypatch, chunk):
+    """The hand-differentiated node against the per-step autograd loop (float64, T = 70: the saved buffers
+    span several chunks, the last one partial)."""
+    monkeypatch.setattr(_rnn_nesterov, "CHUNK", chunk)
     gen = torch.Generator().manual_seed(1)
     T = 70
     coeff = [0.0 if t % 9 == 0 else 0.1 + 0.01 * t for t in range(T)]
     inputs = _nesterov_inputs(T, 3, 5, gen)
     w_out = torch.rand(T, 3, 5, generator=gen, dtype=torch.float64)
     results = []
-    for fn in (_rnn_nesterov.nesterov_lstm, lambda g, s, k, h, c, y, w, b: _rnn_loops.recur_nesterov(
+    for fn in (_rnn_nesterov.nesterov_lstm, lambda g, s, k, h, c, y, w, b: _recur_nesterov(
             "lstm", g, s, k, h, c, y, w, b)):
         out, h, c, y = fn(inputs[0], 0.6, coeff, *inputs[1:])
         loss = (out * w_out).sum() + h.sum() + 2 * c.sum() + 3 * y.sum()
@@ -447,13 +506,14 @@ def test_nesterov_tanh_gradcheck_through_every_state():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "tanh"])
-@pytest.mark.parametrize("node_max", [0, 1 << 24])
-def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
-    """Above ``NODE_MAX`` input-term values the LSTM/tanh pre-activation path is the step loop, below
-    it the one-node form: both against the float64 reference, carried state and gradients included."""
+@pytest.mark.parametrize("segment", [1, 1 << 20])
+def test_nesterov_node_whole_and_in_segments(monkeypatch, segment, cell):
+    """The LSTM/tanh pre-activation path is the one-node layer; the tanh cell runs a long sequence as consecutive
+    nodes of at most ``SEGMENT`` input-term values (here also one step each), the state carried between them:
+    both against the float64 reference, carried state and gradients included."""
     from momsearch.blocks import _rnn_core
 
-    monkeypatch.setattr(_rnn_core, "NODE_MAX", node_max)
+    monkeypatch.setattr(_rnn_core, "SEGMENT", segment)
     calls = []
     name = f"nesterov_{cell}"
     node = getattr(_rnn_core, name)
@@ -463,7 +523,8 @@ def test_nesterov_both_sides_of_the_node_switch(monkeypatch, node_max, cell):
     x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
     out, state = rnn(x[:, :5])
     out2, _ = rnn(x[:, 5:], state)
-    assert rnn.path == "preactivation" and len(calls) == (4 if node_max else 0)  # 2 layers x 2 calls
+    # 2 layers x 2 calls, one node each, or one per step (5 + 4 steps) for the tanh cell in one-step segments
+    assert rnn.path == "preactivation" and len(calls) == (18 if segment == 1 and cell == "tanh" else 4)
     want = reference(rnn, x)[0]
     torch.testing.assert_close(torch.cat([out, out2], dim=1), want, atol=1e-12, rtol=0)
     grad = torch.autograd.grad(torch.cat([out, out2], dim=1).sum(), x)[0]
@@ -495,13 +556,14 @@ def test_adam_tanh_gru_gradcheck_through_every_state(mu, cell):
 
 @pytest.mark.parametrize("cell", ["tanh", "gru"])
 @pytest.mark.parametrize("rule_name", ["adam", "rmsprop"])
-@pytest.mark.parametrize("node_max", [0, 1 << 24])
-def test_adam_tanh_gru_both_sides_of_the_node_switch(monkeypatch, node_max, rule_name, cell):
-    """tanh/GRU adam and rmsprop: the one-node layer below ``NODE_MAX``, the per-step drive above; both against the
-    float64 reference, across a carried state, gradients included."""
+@pytest.mark.parametrize("segment", [1, 1 << 20])
+def test_adam_tanh_gru_whole_and_in_segments(monkeypatch, segment, rule_name, cell):
+    """tanh/GRU adam and rmsprop: the one-node layer, as one node or as consecutive nodes of at most ``SEGMENT``
+    input-term values (here one step each) with v, m and h carried; both against the float64 reference, across
+    a carried state, gradients included."""
     from momsearch.blocks import _rnn_core
 
-    monkeypatch.setattr(_rnn_core, "NODE_MAX", node_max)
+    monkeypatch.setattr(_rnn_core, "SEGMENT", segment)
     calls = []
     node = getattr(_rnn_core, f"adam_{cell}")
     monkeypatch.setattr(_rnn_core, f"adam_{cell}", lambda *a: calls.append(1) or node(*a))
@@ -510,7 +572,7 @@ def test_adam_tanh_gru_both_sides_of_the_node_switch(monkeypatch, node_max, rule
     x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
     out, state = rnn(x[:, :5])
     out2, _ = rnn(x[:, 5:], state)
-    assert rnn.path == "normalised" and len(calls) == (4 if node_max else 0)  # 2 layers x 2 calls
+    assert rnn.path == "normalised" and len(calls) == (18 if segment == 1 else 4)  # 2 layers x (2 calls or 9 steps)
     want = reference(rnn, x)[0]
     got = torch.cat([out, out2], dim=1)
     torch.testing.assert_close(got, want, atol=1e-12, rtol=0)

@@ -123,16 +123,18 @@ class _AdamLSTM(torch.autograd.Function):
             t0 = ci * ADAM_LSTM_CHUNK
             dz_k, w_k, x3_k, o_dtanh_k = dz[:K], w[:K], x3[:K], o_dtanh[:K]
             torch.addcmul(gates, gates, gates, value=-1.0, out=dz_k)  # (K, B, G) σ' = σ − σ²
-            gg = gates[:, :, 2 * H: 3 * H]  # (K, B, H)
-            torch.addcmul(hi, gg, gg, value=-1.0, out=dz_k[:, :, 2 * H: 3 * H])  # tanh' = 1 − tanh²
-            o = gates[:, :, 3 * H:]  # (K, B, H)
+            gates4 = gates.view(K, B, 4, H)  # (K, B, 4, H)
+            dz4 = dz_k.view(K, B, 4, H)  # (K, B, 4, H)
+            i_k, f_k, gg, o = gates4.unbind(2)  # (K, B, H) each
+            torch.addcmul(hi, gg, gg, value=-1.0, out=dz4[:, :, 2])  # tanh' = 1 − tanh²
             torch.addcmul(o, out[t0: t0 + K], tanh_c, value=-1.0, out=o_dtanh_k)  # (K, B, H) o·(1 − tanh²c)
             # what multiplies dc (gates i, f, g) and dh (gate o), times each gate's derivative: two products
             # per step below instead of five
-            c_prev = torch.cat([(ctx.chunks[ci - 1][3][-1] if ci else c0)[None], cells[:-1]])  # (K, B, H)
-            gates4 = gates.view(K, B, 4, H)  # (K, B, 4, H)
-            dz4 = dz_k.view(K, B, 4, H)  # (K, B, 4, H)
-            dz4.mul_(torch.stack([gates4[:, :, 2], c_prev, gates4[:, :, 0], tanh_c], dim=2))
+            dz4[:, :, 0].mul_(gg)  # (K, B, H)
+            dz4[1:, :, 1].mul_(cells[:-1])  # (K - 1, B, H) c_{t-1}
+            dz4[0, :, 1].mul_(ctx.chunks[ci - 1][3][-1] if ci else c0)  # (B, H)
+            dz4[:, :, 2].mul_(i_k)  # (K, B, H)
+            dz4[:, :, 3].mul_(tanh_c)  # (K, B, H)
             dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
             for j in range(K - 1, -1, -1):
                 t = t0 + j
@@ -174,7 +176,8 @@ def adam_tanh(g: torch.Tensor, h: torch.Tensor, v: torch.Tensor | None, m: torch
 
     Arguments as for :func:`adam_lstm` without the cell state, G = H. The drive depends on the input only, so
     it is formed for all steps before the recurrence (its two scans are the only other per-step work) and its
-    adjoint after the reverse sweep; whole-sequence buffers (the block uses this node for small layers).
+    adjoint after the reverse sweep; whole-sequence buffers (the block calls it on segments of a long sequence,
+    the state carried).
 
     Returns:
         ``(out, h, v, m)``: outputs (T, B, H), final h, final v (None when mu = 0) and m (B, H).

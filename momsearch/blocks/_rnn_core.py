@@ -13,12 +13,12 @@ and :func:`choose_rnn_path` picks the fastest path for those properties, fastest
   runs on x̃_t = [x_t, 1] (x_t alone for the orthogonal cell, which has no input bias) by the chunked scan,
   and the kernel gets gain·x̃f_t + direct·x̃_t with weight ``[W_ih | b_ih]`` and no input bias.
 * ``normalised`` (a constant-decay filter with drive = v_t, then v_t / sqrt(m_t + eps)): the input term of
-  every step in one GEMM; LSTM, and tanh/GRU up to ``NODE_MAX`` input-term values: the whole layer is one
-  hand-differentiated node (:mod:`._rnn_adam`); otherwise a step loop turning the input term into the drive,
-  one hand-differentiated node per step.
+  every step in one GEMM; LSTM, tanh and GRU: the whole layer is one hand-differentiated node
+  (:mod:`._rnn_adam`; tanh/GRU one per ``SEGMENT`` input-term values); the orthogonal cell: a step loop turning
+  the input term into the drive, one hand-differentiated node per step.
 * ``preactivation`` (the rule lists the cell in ``preactivation_cells``): y_t = W_hh h_{t-1} + b_hh − s·g_t,
-  z_t = y_t + a_t·(y_t − y_{t-1}); up to ``NODE_MAX`` input-term values one hand-differentiated node per layer
-  (:mod:`._rnn_nesterov`), above it a step loop that keeps the previous pre-activation.
+  z_t = y_t + a_t·(y_t − y_{t-1}); LSTM and tanh only: one hand-differentiated node per layer
+  (:mod:`._rnn_nesterov`; tanh one per ``SEGMENT`` input-term values).
 * The orthogonal cell (modReLU, W_hh kept orthogonal) has no torch kernel: drive first, then a step loop.
 
 Arguments are not checked here beyond what :func:`choose_rnn_path` needs; ``momsearch.blocks.rnn`` adds the
@@ -38,20 +38,23 @@ from torch.nn.utils import parametrizations
 from ..errors import ConfigError
 from ._rnn_adam import adam_gru, adam_lstm, adam_tanh
 from ._rnn_fused import FUSED_CELLS, kernel, run
-from ._rnn_loops import AdamDrive, recur, recur_nesterov
+from ._rnn_loops import AdamDrive, recur
 from ._rnn_nesterov import nesterov_lstm, nesterov_tanh
 from ._rnn_scan import scan
 
-# the one-node layers (_rnn_nesterov, adam_tanh, adam_gru) keep whole-sequence (T, B, G) buffers: above this many
-# input-term values (the LSTM at B64 T784 H128 has 25.7M) their memory traffic costs more than the per-step
-# autograd loop they replace saves
-NODE_MAX = 1 << 24
+# the tanh/GRU one-node layers (nesterov_tanh, adam_tanh, adam_gru) keep whole-sequence (T, B, G) buffers; a
+# longer sequence runs as consecutive calls of at most this many input-term values each, the state carried from
+# one to the next. Buffers over glibc's 32 MB mmap ceiling are fresh memory on every call and page-fault; small
+# ones are reused. GRU adam at B64 T784 H128 (19.3M values), x nn.GRU, 1 thread: one call 2.16x, segments of
+# 2^23 / 2^22 / 2^21 / 2^20 values 1.38 / 1.36 / 1.23 / 1.17x (tanh adam 1.28 / 1.11 / 1.08 / 1.07x nn.RNN)
+SEGMENT = 1 << 20
 
 if TYPE_CHECKING:  # annotations only: the rule is read by attribute, exports embed their own Rule
     from ..rules import Rule
 
 GATES = {"lstm": 4, "gru": 3, "tanh": 1, "orthogonal": 1}
 PATHS = ("plain", "filtered", "normalised", "preactivation")
+PREACTIVATION_CELLS = ("lstm", "tanh")  # the cells with a pre-activation momentum layer (:mod:`._rnn_nesterov`)
 
 
 def choose_rnn_path(rule: Rule, cell: str) -> str:
@@ -71,6 +74,8 @@ def choose_rnn_path(rule: Rule, cell: str) -> str:
     if filt.lookahead is not None:
         raise refuse("a look-ahead on the momentum has no meaning for a drive (attention only)")
     if cell in rule.preactivation_cells:
+        if cell not in PREACTIVATION_CELLS:
+            raise refuse(f"pre-activation momentum runs on the cells {PREACTIVATION_CELLS}")
         if norm is not None or not filt.outputs_momentum:
             raise refuse("pre-activation momentum takes a plain filter (no normaliser, drive = v_t)")
         return "preactivation"
@@ -79,6 +84,17 @@ def choose_rnn_path(rule: Rule, cell: str) -> str:
             raise refuse("a normalised drive needs a constant decay and drive = v_t / sqrt(m_t + eps)")
         return "normalised"
     return "plain" if filt.identity else "filtered"
+
+
+def _segments(g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``g`` (T, B, G) split along time into pieces of at most ``SEGMENT`` values (at least one step each);
+    ``split``, not indexing: its backward is one concatenation."""
+    return g.split(max(1, SEGMENT // g[0].numel()), dim=0)
+
+
+def _join(outs: list[torch.Tensor]) -> torch.Tensor:
+    """The (T, B, H) outputs of consecutive segments as one sequence."""
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 class LayerState(NamedTuple):
@@ -271,23 +287,27 @@ class RNN(nn.Module):
             return out, LayerState(h, c, v=xf[-1])
         g = F.linear(x, w_ih, b_ih)  # (T, B, G) input term of every step, one GEMM
         if self.path == "preactivation":
-            if cell == "lstm" and g.numel() <= NODE_MAX:
+            if cell == "lstm":
                 out, h, c, y = nesterov_lstm(g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
                 return out, LayerState(h, c, y=y)
-            if cell == "tanh" and g.numel() <= NODE_MAX:
-                out, h, y = nesterov_tanh(g, filt.scale, filt.decays(step, T), ls.h, ls.y, w_hh, b_hh)
-                return out, LayerState(h, y=y)
-            out, h, c, y = recur_nesterov(cell, g, filt.scale, filt.decays(step, T), ls.h, ls.c, ls.y, w_hh, b_hh)
-            return out, LayerState(h, c, y=y)
+            coeff, h, y, outs, t0 = filt.decays(step, T), ls.h, ls.y, [], 0  # the tanh cell
+            for g_seg in _segments(g):
+                out, h, y = nesterov_tanh(g_seg, filt.scale, coeff[t0: t0 + len(g_seg)], h, y, w_hh, b_hh)
+                outs.append(out)
+                t0 += len(g_seg)
+            return _join(outs), LayerState(h, y=y)
         mu = 0.0 if filt.decay is None else filt.decay
         norm = self._normaliser
         if cell == "lstm":
             out, h, c, v, m = adam_lstm(g, ls.h, ls.c, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
             return out, LayerState(h, c, v=v, m=m)
-        if cell in ("tanh", "gru") and g.numel() <= NODE_MAX:
+        if cell in ("tanh", "gru"):
             node = adam_tanh if cell == "tanh" else adam_gru
-            out, h, v, m = node(g, ls.h, ls.v, ls.m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
-            return out, LayerState(h, v=v, m=m)
+            h, v, m, outs = ls.h, ls.v, ls.m, []
+            for g_seg in _segments(g):
+                out, h, v, m = node(g_seg, h, v, m, w_hh, b_hh, mu, filt.scale, norm.beta, norm.eps)
+                outs.append(out)
+            return _join(outs), LayerState(h, v=v, m=m)
         adam = AdamDrive(mu, filt.scale, norm.beta, norm.eps, ls.v, ls.m)
         out, h, c = recur(cell, g, ls.h, ls.c, w_hh, b_hh, bias, drive=adam)
         return out, LayerState(h, c, v=adam.v, m=adam.m)

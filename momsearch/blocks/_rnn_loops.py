@@ -1,17 +1,15 @@
 """Custom recurrences for the paths without a fused kernel: a step loop with one ``W_hh h`` GEMM per step.
 
 ``recur`` runs a cell on the input term g_t = W_ih x_t + b_ih of one GEMM over all steps, turned into
-the drive step by step (a normalised drive such as adam's; every rule of the orthogonal cell);
-``recur_nesterov`` runs pre-activation momentum (LSTM/tanh ``nesterov_restart`` above the block's
-``NODE_MAX``; below it :mod:`._rnn_nesterov`), which acts on the whole pre-activation
-and only needs the previous step's ``y_{t-1}``. The sequences are split with ``unbind``
+the drive step by step (every rule of the orthogonal cell, adam's normalised drive included). The sequences
+are split with ``unbind``
 so that autograd gathers their gradients in one stack (indexing ``x[t]`` would allocate T full-size
 gradients).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
@@ -137,33 +135,3 @@ def recur(cell: str, g: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w
             h, c = activate(cell, pre, c, bias)  # (B, H)
         outs.append(h)
     return torch.stack(outs), h, c
-
-
-def recur_nesterov(cell: str, g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor,
-                   c: torch.Tensor | None, y: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
-    """Pre-activation momentum (LSTM/tanh ``nesterov_restart``): y_t = W_hh h_{t-1} + b_hh − s·g_t ;
-    z_t = y_t + c_t·(y_t − y_{t-1}).
-
-    Args:
-        cell: ``lstm`` or ``tanh``.
-        g: (T, B, G) the input term W_ih x_t + b_ih.
-        s: the step size.
-        coeff: the T Nesterov coefficients c_t.
-        h: (B, H) initial hidden state.
-        c: (B, H) initial LSTM cell state, else None.
-        y: (B, G) the previous pre-activation y_{t-1} (zeros at the start of a sequence).
-        w_hh: (G, H) recurrent weight.
-        b_hh: (G,) recurrent bias.
-
-    Returns:
-        ``(out, h, c, y)``: outputs (T, B, H), final h, final LSTM cell state or None, final y (B, G).
-    """
-    w = w_hh.t()  # (H, G)
-    outs = []
-    for g_t, ct in zip(g.unbind(0), coeff, strict=True):
-        y_new = torch.add(torch.addmm(b_hh, h, w), g_t, alpha=-s)  # (B, G) the only GEMM of the step
-        z = torch.add(y_new, y_new - y, alpha=ct) if ct else y_new  # (B, G)
-        h, c = activate(cell, z, c, None)  # (B, H)
-        y = y_new
-        outs.append(h)
-    return torch.stack(outs), h, c, y

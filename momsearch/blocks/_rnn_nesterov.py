@@ -21,6 +21,9 @@ from torch.autograd.function import once_differentiable
 
 from ._rnn_adam import lstm_gate_scale
 
+CHUNK = 32  # steps per saved buffer and per dW_hh GEMM: buffers over glibc's 32 MB mmap ceiling page-fault on
+# every call (measured here: ~1 ms per 8 MB first touched)
+
 
 def nesterov_lstm(g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor, c: torch.Tensor,
                   y: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
@@ -52,78 +55,103 @@ class _NesterovLSTM(torch.autograd.Function):
         # the g-gate rows are doubled so that one sigmoid covers all four gates (tanh x = 2·sigmoid(2x) − 1);
         # scaling by 2 is exact, and z is linear in y, so y is carried scaled
         scale, wt = lstm_gate_scale(w_hh)  # (G,), (H, G)
-        base = torch.add(b_hh, g, alpha=-s).mul_(scale)  # (T, B, G) scaled b_hh − s·g_t
+        b2 = b_hh * scale  # (G,)
         lo, hi = g.new_full((), -1.0), g.new_ones(())
-        gates = g.new_empty(T, B, G)  # (T, B, G) activated gates (g rows: tanh)
-        cells, tanh_c, out = (g.new_empty(T, B, H) for _ in range(3))  # (T, B, H) each
+        out = g.new_empty(T, B, H)  # (T, B, H)
+        K0 = min(CHUNK, T)
+        base = g.new_empty(K0, B, G)  # (K, B, G) scaled b_hh − s·g_t of one chunk, reused
         ys = g.new_empty(2, B, G).unbind(0)  # 2 x (B, G) y_t and y_{t-1}, scaled, alternating
         y_prev = y0 * scale  # (B, G)
         h, c = h0, c0
-        # unbind once: one call gives every step's view (indexing per step costs a dispatch each)
-        steps = zip(base.unbind(0), gates.unbind(0), cells.unbind(0), tanh_c.unbind(0), out.unbind(0), coeff,
-                    strict=True)
-        for t, (base_t, z, cell_t, tanh_t, out_t, ct) in enumerate(steps):
-            y = torch.addmm(base_t, h, wt, out=ys[t % 2])  # (B, G) scaled y_t
-            if ct:
-                torch.lerp(y_prev, y, 1.0 + ct, out=z)  # (B, G) y_t + c_t·(y_t − y_{t-1})
-            else:
-                z.copy_(y)
-            z.sigmoid_()
-            i, f, gg, o = z.split(H, dim=1)  # (B, H) each
-            torch.lerp(lo, hi, gg, out=gg)  # (B, H) tanh of the g gate
-            c = torch.mul(f, c, out=cell_t).addcmul_(i, gg)  # (B, H)
-            h = torch.mul(o, torch.tanh(c, out=tanh_t), out=out_t)  # (B, H)
-            y_prev = y
-        ctx.save_for_backward(h0, c0, w_hh, gates, cells, tanh_c, out)
-        ctx.hyper = (s, coeff)
+        chunks = []
+        for t0 in range(0, T, CHUNK):
+            K = min(CHUNK, T - t0)
+            gates = g.new_empty(K, B, G)  # (K, B, G) activated gates (g rows: tanh)
+            cells, tanh_c = g.new_empty(K, B, H), g.new_empty(K, B, H)  # (K, B, H) each
+            chunks.append((gates, cells, tanh_c))
+            base_k = torch.addcmul(b2, g[t0: t0 + K], scale, value=-s, out=base[:K])  # (K, B, G)
+            # unbind once: one call gives every step's view (indexing per step costs a dispatch each)
+            i_k, f_k, gg_k, o_k = (x.unbind(0) for x in gates.view(K, B, 4, H).unbind(2))  # K x (B, H) each
+            steps = zip(base_k.unbind(0), gates.unbind(0), i_k, f_k, gg_k, o_k, cells.unbind(0),
+                        tanh_c.unbind(0), out[t0: t0 + K].unbind(0), coeff[t0: t0 + K], strict=True)
+            for j, (base_t, z, i, f, gg, o, cell_t, tanh_t, out_t, ct) in enumerate(steps):
+                y = torch.addmm(base_t, h, wt, out=ys[(t0 + j) % 2])  # (B, G) scaled y_t
+                if ct:
+                    torch.lerp(y_prev, y, 1.0 + ct, out=z).sigmoid_()  # (B, G) y_t + c_t·(y_t − y_{t-1})
+                else:
+                    torch.sigmoid(y, out=z)  # (B, G)
+                torch.lerp(lo, hi, gg, out=gg)  # (B, H) tanh of the g gate
+                c = torch.mul(f, c, out=cell_t).addcmul_(i, gg)  # (B, H)
+                h = torch.mul(o, torch.tanh(c, out=tanh_t), out=out_t)  # (B, H)
+                y_prev = y
+        ctx.save_for_backward(h0, c0, w_hh, out)
+        ctx.chunks, ctx.hyper = chunks, (s, coeff)
         return out, h.clone(), c.clone(), y_prev / scale
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_h, d_c, d_y):
-        h0, c0, w_hh, gates, cells, tanh_c, out = ctx.saved_tensors
+        h0, c0, w_hh, out = ctx.saved_tensors
         s, coeff = ctx.hyper
-        T, B, G = gates.shape
-        H = G // 4
-        gates4 = gates.view(T, B, 4, H)  # (T, B, 4, H)
-        i_all, f_all, gg_all, o_all = gates4.unbind(2)  # (T, B, H) each
-        # what multiplies dc (gates i, f, g) and dh (gate o) in each gate's adjoint, times the gate's derivative
-        # and (1 + c_t): then dz'_t = (1 + c_t)·dz_t takes two products per step
-        c_prev = torch.cat([c0[None], cells[:-1]])  # (T, B, H)
-        q = torch.stack([gg_all, c_prev, i_all, tanh_c], dim=2)  # (T, B, 4, H)
-        deriv = torch.addcmul(gates4, gates4, gates4, value=-1.0)  # (T, B, 4, H) σ' = σ − σ²
-        torch.addcmul(torch.ones_like(gg_all), gg_all, gg_all, value=-1.0, out=deriv[:, :, 2])  # tanh' = 1 − tanh²
-        one_plus = torch.tensor([1.0 + x for x in coeff], dtype=gates.dtype, device=gates.device)  # (T,)
-        q.mul_(deriv).mul_(one_plus[:, None, None, None])  # (T, B, 4, H)
-        o_dtanh = torch.addcmul(o_all, out, tanh_c, value=-1.0)  # (T, B, H) o·(1 − tanh²c)
-        dzp = torch.empty_like(gates4)  # (T, B, 4, H) (1 + c_t)·dz_t
-        d_y_steps = torch.empty_like(gates)  # (T, B, G) adjoint of every y_t
-        dh = gates.new_empty(B, H)  # (B, H)
-        dc = d_c.clone()  # (B, H) adjoint of c_t
-        dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
+        T, B, H = out.shape
+        G = 4 * H
+        K0 = min(CHUNK, T)
+        # per chunk: what multiplies dc (gates i, f, g) and dh (gate o) in each gate's adjoint, times the gate's
+        # derivative and (1 + c_t), so that dz'_t = (1 + c_t)·dz_t takes two products per step
+        q, deriv, dzp = (out.new_empty(K0, B, 4, H) for _ in range(3))  # (K, B, 4, H) each, reused
+        o_dtanh = out.new_empty(K0, B, H)  # (K, B, H)
+        d_g = out.new_empty(T, B, G)  # (T, B, G) the adjoint of every y_t, scaled by −s at the end
+        d_w, d_b = torch.zeros_like(w_hh), out.new_zeros(G)  # (G, H), (G,)
+        one_plus = torch.tensor([1.0 + x for x in coeff], dtype=out.dtype, device=out.device)  # (T,)
         # y_t enters z_{t+1} with weight −c_{t+1}: in terms of dz'_{t+1} that is −c_{t+1}/(1 + c_{t+1})
         ahead = [-coeff[t + 1] / (1.0 + coeff[t + 1]) for t in range(T - 1)] + [0.0]
-        views = zip(d_out.unbind(0), q[:, :, :3].unbind(0), q[:, :, 3].unbind(0), o_dtanh.unbind(0),
-                    f_all.unbind(0), dzp[:, :, :3].unbind(0), dzp[:, :, 3].unbind(0), dzp.view(T, B, G).unbind(0),
-                    d_y_steps.unbind(0), strict=True)
+        dh = out.new_empty(B, H)  # (B, H)
+        dc = d_c.clone()  # (B, H) adjoint of c_t
+        dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
         dzp_next = dy_next = None
-        for t, (d_out_t, q3, qo, o_dt, f, dz3, dzo, dz_t, dy_t) in reversed(list(enumerate(views))):
-            if dy_next is None:
-                torch.add(d_out_t, d_h, out=dh)  # (B, H)
+        for ci in range(len(ctx.chunks) - 1, -1, -1):
+            gates, cells, tanh_c = ctx.chunks[ci]
+            K, t0 = gates.shape[0], ci * CHUNK
+            gates4 = gates.view(K, B, 4, H)  # (K, B, 4, H)
+            i_k, f_k, gg_k, o_k = gates4.unbind(2)  # (K, B, H) each
+            q_k, deriv_k, dzp_k, o_dtanh_k = q[:K], deriv[:K], dzp[:K], o_dtanh[:K]
+            q_k[:, :, 0].copy_(gg_k)
+            q_k[:, :, 1, :].copy_(ctx.chunks[ci - 1][1][-1] if ci else c0)  # c_{t-1} of the first step
+            q_k[1:, :, 1].copy_(cells[:-1])  # c_{t-1} of the others
+            q_k[:, :, 2].copy_(i_k)
+            q_k[:, :, 3].copy_(tanh_c)
+            torch.addcmul(gates4, gates4, gates4, value=-1.0, out=deriv_k)  # (K, B, 4, H) σ' = σ − σ²
+            torch.addcmul(gg_k.new_ones(()), gg_k, gg_k, value=-1.0, out=deriv_k[:, :, 2])  # tanh' = 1 − tanh²
+            q_k.mul_(deriv_k).mul_(one_plus[t0: t0 + K, None, None, None])  # (K, B, 4, H)
+            torch.addcmul(o_k, out[t0: t0 + K], tanh_c, value=-1.0, out=o_dtanh_k)  # (K, B, H) o·(1 − tanh²c)
+            d_y_k = d_g[t0: t0 + K]  # (K, B, G)
+            views = zip(d_out[t0: t0 + K].unbind(0), q_k[:, :, :3].unbind(0), q_k[:, :, 3].unbind(0),
+                        o_dtanh_k.unbind(0), f_k.unbind(0), dzp_k[:, :, :3].unbind(0), dzp_k[:, :, 3].unbind(0),
+                        dzp_k.view(K, B, G).unbind(0), d_y_k.unbind(0), strict=True)
+            for j, (d_out_t, q3, qo, o_dt, f, dz3, dzo, dz_t, dy_t) in reversed(list(enumerate(views))):
+                if dy_next is None:
+                    torch.add(d_out_t, d_h, out=dh)  # (B, H)
+                else:
+                    torch.addmm(d_out_t, dy_next, w_hh, out=dh)  # (B, H)
+                dc.addcmul_(dh, o_dt)  # (B, H) adjoint of c_t
+                torch.mul(q3, dc_col, out=dz3)  # (B, 3, H) gates i, f, g
+                torch.mul(qo, dh, out=dzo)  # (B, H) gate o
+                dc.mul_(f)  # (B, H) adjoint of c_{t-1} through c_t
+                if dzp_next is None:
+                    dy_next = torch.add(dz_t, d_y, out=dy_t)  # (B, G)
+                else:
+                    dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t0 + j], out=dy_t)  # (B, G)
+                dzp_next = dz_t
+            dzp_next = dzp_next.clone()  # (B, G) the buffer is reused by the next chunk
+            flat = d_y_k.view(K * B, G)  # (K·B, G)
+            if t0:
+                d_w.addmm_(flat.t(), out[t0 - 1: t0 + K - 1].reshape(K * B, H))
             else:
-                torch.addmm(d_out_t, dy_next, w_hh, out=dh)  # (B, H)
-            dc.addcmul_(dh, o_dt)  # (B, H) adjoint of c_t
-            torch.mul(q3, dc_col, out=dz3)  # (B, 3, H) gates i, f, g
-            torch.mul(qo, dh, out=dzo)  # (B, H) gate o
-            dc.mul_(f)  # (B, H) adjoint of c_{t-1} through c_t
-            if dzp_next is None:
-                dy_next = torch.add(dz_t, d_y, out=dy_t)  # (B, G)
-            else:
-                dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t], out=dy_t)  # (B, G)
-            dzp_next = dz_t
-        d_w, d_b, d_h0 = _recurrent_grads(d_y_steps, out, h0, w_hh)  # (G, H), (G,), (B, H)
-        d_y0 = dzp[0].view(B, G) * (-coeff[0] / (1.0 + coeff[0]))  # (B, G)
-        return d_y_steps * -s, d_h0, dc, d_y0, d_w, d_b, None, None
+                d_w.addmm_(flat[B:].t(), out[: K - 1].reshape((K - 1) * B, H)).addmm_(d_y_k[0].t(), h0)
+            d_b += flat.sum(0)
+        d_h0 = d_g[0] @ w_hh  # (B, H)
+        d_y0 = dzp_next * (-coeff[0] / (1.0 + coeff[0]))  # (B, G)
+        return d_g.mul_(-s), d_h0, dc, d_y0, d_w, d_b, None, None
 
 
 def nesterov_tanh(g: torch.Tensor, s: float, coeff: Sequence[float], h: torch.Tensor, y: torch.Tensor,
