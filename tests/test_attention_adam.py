@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from momsearch.blocks import Attention
-from momsearch.blocks import _attention_adam
+from momsearch.blocks import Attention, _attention_adam
 from momsearch.blocks._attention_adam import adam_attention
 from momsearch.rules import Adam
 from tests.test_attention import reference

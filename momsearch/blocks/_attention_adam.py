@@ -79,7 +79,7 @@ def _scan(x: torch.Tensor, decay: float, start: torch.Tensor, out: torch.Tensor 
     steps = x.unbind(0)
     outs = steps if out is None else out.unbind(0)
     prev = start
-    for cur, res in zip(steps, outs):
+    for cur, res in zip(steps, outs, strict=True):
         prev = torch.add(cur, prev, alpha=decay, out=res)
     return x if out is None else out
 
@@ -88,7 +88,7 @@ def _reverse_scan(x: torch.Tensor, decay: float, end: torch.Tensor, end_alpha: f
     """In place along dim 0: x_r ← x_r + decay·x_{r+1}, after x_last += end_alpha·end; returns x."""
     steps = x.unbind(0)
     steps[-1].add_(end, alpha=end_alpha)
-    for nxt, cur in zip(steps[:0:-1], steps[-2::-1]):
+    for nxt, cur in zip(steps[:0:-1], steps[-2::-1], strict=True):
         cur.add_(nxt, alpha=decay)
     return x
 

@@ -141,29 +141,23 @@ def linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, rule: 
     v4 = _chunked(v, pad, n_chunks)  # (B, H, N, C, m)
     w = chunk_weights(rule, n_chunks, chunk, fq.dtype, fq.device)
     momentum = not rule.filter("attention").identity
-    if (causal and momentum and torch.is_grad_enabled() and not torch.compiler.is_compiling()
-            and any(x.requires_grad for x in (fq, fk, v))):
-        num = _MomentumChunks.apply(q4.contiguous(), k4.contiguous(), v4.contiguous(), w)  # (B, H, N, C, m)
+    if causal:
+        if not momentum:
+            sum_prev = _exclusive_cumsum(k4.transpose(-1, -2) @ v4)  # (B, H, N, d, m) G entering each chunk
+            scores = (q4 @ k4.transpose(-1, -2)).mul_(w.intra)  # (B, H, N, C, C)
+            num = (scores @ v4).add_(q4 @ sum_prev)  # (B, H, N, C, m)
+        elif (torch.is_grad_enabled() and not torch.compiler.is_compiling()
+              and any(x.requires_grad for x in (fq, fk, v))):
+            num = _MomentumChunks.apply(q4.contiguous(), k4.contiguous(), v4.contiguous(), w)  # (B, H, N, C, m)
+        else:
+            num = _momentum_forward(q4, k4, v4, w)[0]  # (B, H, N, C, m)
         num = num.view(B, H, n_chunks * chunk, m)[:, :, :T]  # (B, H, T, m)
         den = (fq * fk.cumsum(dim=2)).sum(-1, keepdim=True)  # (B, H, T, 1)
         return num / (den + DENOMINATOR_EPS)
     if momentum:
-        kt = k4.transpose(-1, -2)  # (B, H, N, d, C)
-        local_sum = kt @ (v4 * w.sum_end[:, :, None])  # (B, H, N, d, m)
-        local_delta = kt @ (v4 * w.delta_end[:, :, None])  # (B, H, N, d, m)
-        delta_prev = _scan_delta(local_delta, w.decay)  # (B, H, N, d, m) Δ entering each chunk
-        # G entering each chunk
-        sum_prev = _exclusive_cumsum(torch.addcmul(local_sum, w.feed, delta_prev))  # (B, H, N, d, m)
+        sum_prev, delta_prev = _entering_states(k4, v4, w)[:2]  # (B, H, N, d, m) each
     else:
         sum_prev = _exclusive_cumsum(k4.transpose(-1, -2) @ v4)  # (B, H, N, d, m)
-    if causal:
-        scores = (q4 @ k4.transpose(-1, -2)).mul_(w.intra)  # (B, H, N, C, C)
-        num = (scores @ v4).add_(q4 @ sum_prev)  # (B, H, N, C, m)
-        if momentum:
-            num = num.addcmul_(w.carry[:, :, None], q4 @ delta_prev)  # (B, H, N, C, m)
-        num = num.view(B, H, n_chunks * chunk, m)[:, :, :T]  # (B, H, T, m)
-        den = (fq * fk.cumsum(dim=2)).sum(-1, keepdim=True)  # (B, H, T, 1)
-        return num / (den + DENOMINATOR_EPS)
     last = _last_steps(lengths, B, T, fq.device)  # (B,)
     n_last, r_last = last // chunk, last % chunk  # (B,)
     rows = torch.arange(B, device=fq.device)
@@ -208,17 +202,27 @@ def _last_steps(lengths: torch.Tensor | None, batch: int, steps: int, device: to
     return (lengths - 1).clamp_min(0)
 
 
-def _momentum_forward(q4: torch.Tensor, k4: torch.Tensor, v4: torch.Tensor, w: ChunkWeights):
-    """The causal numerators with a momentum filter, and what :class:`_MomentumChunks` keeps for backward.
+def _entering_states(k4: torch.Tensor, v4: torch.Tensor, w: ChunkWeights):
+    """G and Δ entering each chunk (B, H, N, d, m), and the values weighted for G and Δ at chunk ends (B, H, N, C, m).
 
-    Same products, in the same order, as the autograd path of :func:`linear_attention`.
+    G_end = Kᵀ(σ∘V) and Δ_end = Kᵀ(δ∘V) per chunk; Δ entering follows a first-order scan over chunks and
+    G entering is the exclusive cumulative sum of G_end + feed·Δ entering.
     """
     kt = k4.transpose(-1, -2)  # (B, H, N, d, C)
     v_sum = v4 * w.sum_end[:, :, None]  # (B, H, N, C, m)
     v_delta = v4 * w.delta_end[:, :, None]  # (B, H, N, C, m)
     delta_prev = _scan_delta(kt @ v_delta, w.decay)  # (B, H, N, d, m) Δ entering each chunk
     sum_prev = _exclusive_cumsum(torch.addcmul(kt @ v_sum, w.feed, delta_prev))  # (B, H, N, d, m) G entering
-    scores = (q4 @ kt).mul_(w.intra)  # (B, H, N, C, C)
+    return sum_prev, delta_prev, v_sum, v_delta
+
+
+def _momentum_forward(q4: torch.Tensor, k4: torch.Tensor, v4: torch.Tensor, w: ChunkWeights):
+    """The causal numerators with a momentum filter, and what :class:`_MomentumChunks` keeps for backward.
+
+    The one forward of the causal momentum path, with and without gradients.
+    """
+    sum_prev, delta_prev, v_sum, v_delta = _entering_states(k4, v4, w)  # (B, H, N, d|C, m) each
+    scores = (q4 @ k4.transpose(-1, -2)).mul_(w.intra)  # (B, H, N, C, C)
     num = (scores @ v4).add_(q4 @ sum_prev)  # (B, H, N, C, m)
     num = num.addcmul_(w.carry[:, :, None], q4 @ delta_prev)  # (B, H, N, C, m)
     return num, (scores, v_sum, v_delta, sum_prev, delta_prev)
@@ -245,12 +249,11 @@ class _MomentumChunks(torch.autograd.Function):
     def backward(ctx, grad):
         q4, k4, v4, scores, v_sum, v_delta, sum_prev, delta_prev = ctx.saved_tensors
         w = ctx.w
-        B, H, N, C, d = q4.shape
-        m = v4.shape[-1]
+        B, H, N = q4.shape[:3]
         flat = B * H * N
 
-        def b3(x: torch.Tensor) -> torch.Tensor:  # (B, H, N, a, b) -> (B*H*N, a, b)
-            return x.reshape(flat, *x.shape[-2:])
+        def b3(x: torch.Tensor) -> torch.Tensor:  # (B, H, N, a, b) -> (B*H*N, a, b), a view (in-place targets)
+            return x.view(flat, *x.shape[-2:])
 
         g = grad.contiguous()  # (B, H, N, C, m)
         g_carry = g * w.carry[:, :, None]  # (B, H, N, C, m) c_r·ḡ_r
@@ -261,13 +264,16 @@ class _MomentumChunks(torch.autograd.Function):
         g_delta_in = g_delta_in.addcmul_(w.feed, g_sum_end)  # (B, H, N, d, m)
         g_delta_end = _reverse_scan_delta(g_delta_in, w.decay)  # (B, H, N, d, m)
 
+        gv = scores.transpose(-1, -2) @ g  # (B, H, N, C, m)
+        del scores
+        gv.addcmul_(k4 @ g_sum_end, w.sum_end[:, :, None]).addcmul_(k4 @ g_delta_end, w.delta_end[:, :, None])
         g_scores = (g @ v4.transpose(-1, -2)).mul_(w.intra)  # (B, H, N, C, C)
         gq = g_scores @ k4  # (B, H, N, C, d)
         b3(gq).baddbmm_(b3(g), b3(sum_prev).transpose(1, 2)).baddbmm_(b3(g_carry), b3(delta_prev).transpose(1, 2))
+        del g_carry
         gk = g_scores.transpose(-1, -2) @ q4  # (B, H, N, C, d)
+        del g_scores
         b3(gk).baddbmm_(b3(v_sum), b3(g_sum_end).transpose(1, 2)).baddbmm_(b3(v_delta), b3(g_delta_end).transpose(1, 2))
-        gv = scores.transpose(-1, -2) @ g  # (B, H, N, C, m)
-        gv.addcmul_(k4 @ g_sum_end, w.sum_end[:, :, None]).addcmul_(k4 @ g_delta_end, w.delta_end[:, :, None])
         return gq, gk, gv, None
 
 
