@@ -264,9 +264,7 @@ class _MomentumChunks(torch.autograd.Function):
         g_delta_in = g_delta_in.addcmul_(w.feed, g_sum_end)  # (B, H, N, d, m)
         g_delta_end = _reverse_scan_delta(g_delta_in, w.decay)  # (B, H, N, d, m)
 
-        gv = scores.transpose(-1, -2) @ g  # (B, H, N, C, m)
-        del scores
-        gv.addcmul_(k4 @ g_sum_end, w.sum_end[:, :, None]).addcmul_(k4 @ g_delta_end, w.delta_end[:, :, None])
+        # in this order, at most four full-size gradient terms are alive at once
         g_scores = (g @ v4.transpose(-1, -2)).mul_(w.intra)  # (B, H, N, C, C)
         gq = g_scores @ k4  # (B, H, N, C, d)
         b3(gq).baddbmm_(b3(g), b3(sum_prev).transpose(1, 2)).baddbmm_(b3(g_carry), b3(delta_prev).transpose(1, 2))
@@ -274,6 +272,8 @@ class _MomentumChunks(torch.autograd.Function):
         gk = g_scores.transpose(-1, -2) @ q4  # (B, H, N, C, d)
         del g_scores
         b3(gk).baddbmm_(b3(v_sum), b3(g_sum_end).transpose(1, 2)).baddbmm_(b3(v_delta), b3(g_delta_end).transpose(1, 2))
+        gv = scores.transpose(-1, -2) @ g  # (B, H, N, C, m)
+        gv.addcmul_(k4 @ g_sum_end, w.sum_end[:, :, None]).addcmul_(k4 @ g_delta_end, w.delta_end[:, :, None])
         return gq, gk, gv, None
 
 
