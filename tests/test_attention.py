@@ -347,3 +347,17 @@ def test_momentum_backward_gradcheck_across_chunks(rule):
     with torch.no_grad():
         untracked = linear_attention(fq, fk, v, rule, True, 3)
     assert torch.equal(linear_attention(fq, fk, v, rule, True, 3), untracked)
+
+
+@pytest.mark.parametrize("name", ["heavy_ball", "nesterov_restart"])
+def test_momentum_gradients_match_autograd_through_the_loop(name):
+    """Block gradients (written-out backward, chunks of 4 over 11 steps, padding) against the float64 loop's."""
+    rule = rule_for(name)
+    q, k, v = qkv(requires_grad=True)
+    padding = masks()["anywhere"]
+    weights = torch.randn(B, H, T, DH, dtype=torch.float64)
+    att = Attention(H * DH, H, "linear", rule, chunk_size=4).double()
+    got = torch.autograd.grad((att.attend(q, k, v, padding) * weights).sum(), (q, k, v))
+    want = torch.autograd.grad((reference(q, k, v, rule, True, padding) * weights).sum(), (q, k, v))
+    for g, w in zip(got, want, strict=True):
+        assert (g - w).abs().max() < 1e-12
