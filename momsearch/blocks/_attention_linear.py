@@ -14,7 +14,8 @@ So S_t = Σ_j W[t, j]·U_j with W[t, j] = gain·s·Σ_{i=j..t} P(j+1..i) + direc
 P(j+1..i) = a_{j+1}···a_i. Inside a chunk of C steps that is one masked (C, C) product; across chunks the
 states (G, Δ) at chunk ends are carried (Δ by a first-order scan over chunks, G by a cumulative sum), so
 memory grows linearly in T and no per-step state is ever formed. Products of the a's are cumulative
-products of numbers in [0, 1): no negative powers, no division.
+products of numbers in [0, 1): no negative powers, no division. Causal training of a momentum filter runs
+through :class:`_MomentumChunks`, whose backward is written out (the same forward, fewer full-size passes).
 """
 
 from __future__ import annotations
