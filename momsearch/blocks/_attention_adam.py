@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ._attention_linear import DENOMINATOR_EPS, _last_steps
 
@@ -225,6 +226,7 @@ class _AdamChunks(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         q, k, v, last, saved = ctx.saved_tensors
         mu, beta, eps = ctx.constants

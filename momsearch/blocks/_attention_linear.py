@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import torch
+from torch.autograd.function import once_differentiable
 
 if TYPE_CHECKING:  # annotations only: kernels read the rule by attribute, exports embed their own Rule
     from ..rules import Rule
@@ -247,6 +248,7 @@ class _MomentumChunks(torch.autograd.Function):
         return num
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         q4, k4, v4, scores, v_sum, v_delta, sum_prev, delta_prev = ctx.saved_tensors
         w = ctx.w
