@@ -75,24 +75,23 @@ class _AdamLSTM(torch.autograd.Function):
         for t0 in range(0, T, ADAM_LSTM_CHUNK):
             K = min(ADAM_LSTM_CHUNK, T - t0)
             g_k = g[t0: t0 + K]  # (K, B, G)
-            gates, drive, r = (g.new_empty(K, B, G) for _ in range(3))  # (K, B, G) each
+            gates, ur = g.new_empty(K, B, G), g.new_empty(K, 2, B, G)  # (K, B, G), (K, 2, B, G)
+            drive, r = ur.unbind(1)  # (K, B, G) each: u then the drive, n then r
             cells, tanh_c = g.new_empty(K, B, H), g.new_empty(K, B, H)  # (K, B, H) each
             chunks.append((gates, drive, r, cells, tanh_c))
-            for j in range(K):  # the two scans, u into ``drive`` and n into ``r``
-                if u is not None:
-                    u = torch.add(g_k[j], u, alpha=mu, out=drive[j])  # (B, G) u = mu·u + g
-                n = torch.mul(n, beta, out=r[j]).addcmul_(g_k[j], g_k[j], value=k)  # (B, G) beta·n + (1-beta)/s²·g²
-            u = None if u is None else u.clone()  # (B, G)
-            n = n.clone()  # (B, G)
+            u, n = _forward_scans(g_k, u, n, mu, beta, k, ur)  # (B, G) each, u None when mu = 0
             r.add_(e).rsqrt_()  # (K, B, G) s/sqrt(m + eps)
             torch.mul(g_k if u is None else drive, r, out=drive)  # (K, B, G) the drive
             torch.addcmul(b2, drive, scale, out=gates)  # (K, B, G) drive + b_hh, g rows doubled
-            for j in range(K):
-                z = gates[j].addmm_(h, wt).sigmoid_()  # (B, G)
-                i, f, gg, o = z.split(H, dim=1)  # (B, H) each
+            # unbind once: one call gives every step's view (indexing per step costs a dispatch each)
+            i_k, f_k, gg_k, o_k = (x.unbind(0) for x in gates.view(K, B, 4, H).unbind(2))  # K x (B, H) each
+            steps = zip(gates.unbind(0), i_k, f_k, gg_k, o_k, cells.unbind(0), tanh_c.unbind(0),
+                        out[t0: t0 + K].unbind(0), strict=True)
+            for z, i, f, gg, o, cell_t, tanh_t, out_t in steps:
+                z.addmm_(h, wt).sigmoid_()  # (B, G)
                 torch.lerp(lo, hi, gg, out=gg)  # (B, H) tanh of the g gate
-                c = torch.mul(f, c, out=cells[j]).addcmul_(i, gg)  # (B, H)
-                h = torch.mul(o, torch.tanh(c, out=tanh_c[j]), out=out[t0 + j])  # (B, H)
+                c = torch.mul(f, c, out=cell_t).addcmul_(i, gg)  # (B, H)
+                h = torch.mul(o, torch.tanh(c, out=tanh_t), out=out_t)  # (B, H)
         ctx.save_for_backward(g, h0, c0, w_hh, out)
         ctx.chunks, ctx.hyper = chunks, (mu, s, beta)
         v_out = None if u is None else u * s  # (B, G)
@@ -109,7 +108,7 @@ class _AdamLSTM(torch.autograd.Function):
         d_g = torch.empty_like(g)  # (T, B, G)
         d_w, d_b = torch.zeros_like(w_hh), g.new_zeros(G)  # (G, H), (G,)
         K0 = min(ADAM_LSTM_CHUNK, T)
-        dz, w, x3 = (g.new_empty(K0, B, G) for _ in range(3))  # (K, B, G) each
+        dz, wx = g.new_empty(K0, B, G), g.new_empty(K0, 2, B, G)  # (K, B, G), (K, 2, B, G) r·dz and u·r³·dz
         o_dtanh = g.new_empty(K0, B, H)  # (K, B, H)
         dh = g.new_empty(B, H)  # (B, H)
         dc = d_c.clone()  # (B, H) adjoint of c_t
@@ -121,7 +120,7 @@ class _AdamLSTM(torch.autograd.Function):
             gates, drive, r, cells, tanh_c = ctx.chunks[ci]
             K = gates.shape[0]
             t0 = ci * ADAM_LSTM_CHUNK
-            dz_k, w_k, x3_k, o_dtanh_k = dz[:K], w[:K], x3[:K], o_dtanh[:K]
+            dz_k, o_dtanh_k = dz[:K], o_dtanh[:K]
             torch.addcmul(gates, gates, gates, value=-1.0, out=dz_k)  # (K, B, G) σ' = σ − σ²
             gates4 = gates.view(K, B, 4, H)  # (K, B, 4, H)
             dz4 = dz_k.view(K, B, 4, H)  # (K, B, 4, H)
@@ -136,28 +135,25 @@ class _AdamLSTM(torch.autograd.Function):
             dz4[:, :, 2].mul_(i_k)  # (K, B, H)
             dz4[:, :, 3].mul_(tanh_c)  # (K, B, H)
             dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
-            for j in range(K - 1, -1, -1):
-                t = t0 + j
-                if t == T - 1:
-                    torch.add(d_out[t], d_h, out=dh)  # (B, H)
+            views = zip(d_out[t0: t0 + K].unbind(0), o_dtanh_k.unbind(0), dz4[:, :, :3].unbind(0),
+                        dz4[:, :, 3].unbind(0), f_k.unbind(0), dz_k.unbind(0), strict=True)
+            for j, (d_out_t, o_dt, dz3, dzo, f, dz_t) in reversed(list(enumerate(views))):
+                if t0 + j == T - 1:
+                    torch.add(d_out_t, d_h, out=dh)  # (B, H)
                 else:
-                    torch.addmm(d_out[t], dz_next, w_hh, out=dh)  # (B, H)
-                dc.addcmul_(dh, o_dtanh_k[j])  # (B, H)
-                dz4[j, :, :3].mul_(dc_col)  # (B, 3, H) gates i, f, g
-                dz4[j, :, 3].mul_(dh)  # (B, H) gate o
-                dc.mul_(gates4[j, :, 1])  # (B, H) adjoint of c_{t-1} through c_t
-                dz_next = dz_k[j]  # (B, G)
+                    torch.addmm(d_out_t, dz_next, w_hh, out=dh)  # (B, H)
+                dc.addcmul_(dh, o_dt)  # (B, H)
+                dz3.mul_(dc_col)  # (B, 3, H) gates i, f, g
+                dzo.mul_(dh)  # (B, H) gate o
+                dc.mul_(f)  # (B, H) adjoint of c_{t-1} through c_t
+                dz_next = dz_t  # (B, G)
+            w_k, x3_k = wx[:K].unbind(1)  # (K, B, G) each
             torch.mul(drive, r, out=x3_k)  # (K, B, G) u·r²
             torch.mul(r, dz_k, out=w_k)  # (K, B, G) r·dz
             x3_k.mul_(w_k)  # (K, B, G) u·r³·dz
-            for j in range(K - 1, -1, -1):  # the two adjoint scans, in place
-                last = t0 + j == T - 1
-                if a is not None:
-                    a = torch.add(w_k[j], a, alpha=1.0 if last else mu, out=w_k[j])  # (B, G)
-                q = torch.add(x3_k[j], q, alpha=1.0 if last else beta, out=x3_k[j])  # (B, G)
+            a, q = _adjoint_scans(wx[:K], a, q, mu, beta, t0 + K == T)  # (B, G) each, in place
             torch.addcmul(w_k, g[t0: t0 + K], x3_k, value=kq, out=d_g[t0: t0 + K])  # (K, B, G)
-            a = None if a is None else a.clone()  # (B, G) the buffers are reused by the next chunk
-            q, dz_next = q.clone(), dz_next.clone()  # (B, G) each
+            dz_next = dz_next.clone()  # (B, G) the buffer is reused by the next chunk
             flat = dz_k.reshape(K * B, G)  # (K·B, G)
             if t0:
                 d_w.addmm_(flat.t(), out[t0 - 1: t0 + K - 1].reshape(K * B, H))
@@ -168,6 +164,46 @@ class _AdamLSTM(torch.autograd.Function):
         d_v0 = None if mu == 0.0 else a * (mu / s)  # (B, G)
         d_m0 = q * (-beta / (2.0 * s * s))  # (B, G)
         return d_g, d_h0, dc, d_v0, d_m0, d_w, d_b, None, None, None, None
+
+
+def _forward_scans(g, u, n, mu, beta, k, ur):
+    """The drive's two scans over the steps of ``g`` (K, B, G), into ``ur`` (K, 2, B, G):
+    u_t = mu·u_{t-1} + g_t into ``ur[:, 0]`` and n_t = beta·n_{t-1} + k·g_t² into ``ur[:, 1]``, stacked so that
+    a step is one op (``u`` None, mu = 0: n alone). Returns the final u (None when mu = 0) and n (B, G), copies.
+    """
+    u_steps, n_steps = ur.unbind(1)  # (K, B, G) each
+    torch.addcmul(g.new_zeros(()), g, g, value=k, out=n_steps)  # (K, B, G) k·g²
+    if u is None:
+        for x in n_steps.unbind(0):
+            n = torch.add(x, n, alpha=beta, out=x)  # (B, G)
+        return None, n.clone()
+    u_steps.copy_(g)
+    decay = g.new_tensor([mu, beta]).view(2, 1, 1)  # (2, 1, 1)
+    state = torch.stack([u, n])  # (2, B, G)
+    for x in ur.unbind(0):
+        state = torch.addcmul(x, decay, state, out=x)  # (2, B, G) (u, n)_t
+    return state[0].clone(), state[1].clone()
+
+
+def _adjoint_scans(wx, a, q, mu, beta, ends_sequence):
+    """In place, backwards over the K steps of ``wx`` (K, 2, B, G): a_t = w_t + mu·a_{t+1} into ``wx[:, 0]`` and
+    q_t = x_t + beta·q_{t+1} into ``wx[:, 1]`` (a None, mu = 0: q alone), from the adjoints ``a``, ``q`` (B, G)
+    carried in from the step after the chunk; when the chunk ends the sequence they enter with weight 1.
+    Returns the adjoints at the chunk's first step, copies."""
+    steps = wx.unbind(0)[::-1]  # K x (2, B, G), last step first
+    if a is None:
+        q_steps = wx[:, 1].unbind(0)[::-1]  # K x (B, G)
+        for j, x in enumerate(q_steps):
+            q = torch.add(x, q, alpha=1.0 if j == 0 and ends_sequence else beta, out=x)  # (B, G)
+        return None, q.clone()
+    decay = wx.new_tensor([mu, beta]).view(2, 1, 1)  # (2, 1, 1)
+    state = torch.stack([a, q])  # (2, B, G)
+    for j, x in enumerate(steps):
+        if j == 0 and ends_sequence:
+            state = torch.add(x, state, out=x)  # (2, B, G)
+        else:
+            state = torch.addcmul(x, decay, state, out=x)  # (2, B, G) (a, q)_t
+    return state[0].clone(), state[1].clone()
 
 
 def adam_tanh(g: torch.Tensor, h: torch.Tensor, v: torch.Tensor | None, m: torch.Tensor, w_hh: torch.Tensor,
