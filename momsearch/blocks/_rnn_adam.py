@@ -334,19 +334,14 @@ def _drive_forward(g, v0, m0, mu, s, beta, eps):
     Returns ``(drive, r, v, m)``: the drive and r = s/sqrt(m_t + eps) (T, B, G), the final v (None when
     mu = 0) and m (B, G).
     """
-    T = g.shape[0]
+    T, B, G = g.shape
+    ur = g.new_empty(T, 2, B, G)  # (T, 2, B, G) u then the drive, n then r
+    drive, r = ur.unbind(1)  # (T, B, G) each
     u = None if v0 is None else v0 / s  # (B, G) v/s
-    n = m0 / (s * s)  # (B, G) m/s²
-    e, k = eps / (s * s), (1.0 - beta) / (s * s)
-    drive, r = torch.empty_like(g), torch.empty_like(g)  # (T, B, G) each
-    g_steps, drive_steps, r_steps = g.unbind(0), drive.unbind(0), r.unbind(0)
-    for j in range(T):  # the two scans, u into ``drive`` and n into ``r``
-        if u is not None:
-            u = torch.add(g_steps[j], u, alpha=mu, out=drive_steps[j])  # (B, G) u = mu·u + g
-        n = torch.mul(n, beta, out=r_steps[j]).addcmul_(g_steps[j], g_steps[j], value=k)  # (B, G)
+    u, n = _forward_scans(g, u, m0 / (s * s), mu, beta, (1.0 - beta) / (s * s), ur)  # (B, G) each
     v_out = None if u is None else u * s  # (B, G)
     m_out = n * (s * s)  # (B, G)
-    r.add_(e).rsqrt_()  # (T, B, G) s/sqrt(m + eps)
+    r.add_(eps / (s * s)).rsqrt_()  # (T, B, G) s/sqrt(m + eps)
     torch.mul(g if u is None else drive, r, out=drive)  # (T, B, G) the drive
     return drive, r, v_out, m_out
 
@@ -354,18 +349,14 @@ def _drive_forward(g, v0, m0, mu, s, beta, eps):
 def _drive_backward(g, drive, r, dz, d_v, d_m, mu, s, beta):
     """Adjoint of :func:`_drive_forward`: from dz (T, B, G), the drive's gradient, and the final v's and m's
     gradients to those of g (T, B, G), v0 and m0 (B, G) (None when mu = 0)."""
-    T = g.shape[0]
-    x3 = drive * r  # (T, B, G) u·r²
-    w = r * dz  # (T, B, G) r·dz
+    T, B, G = g.shape
+    wx = g.new_empty(T, 2, B, G)  # (T, 2, B, G) r·dz and u·r³·dz, then their adjoint scans
+    w, x3 = wx.unbind(1)  # (T, B, G) each
+    torch.mul(drive, r, out=x3)  # (T, B, G) u·r²
+    torch.mul(r, dz, out=w)  # (T, B, G) r·dz
     x3.mul_(w)  # (T, B, G) u·r³·dz
     a = None if mu == 0.0 else d_v * s  # (B, G) adjoint of u_t
-    q = d_m * (-2.0 * s * s)  # (B, G) −2 × the adjoint of n_t
-    w_steps, x3_steps = w.unbind(0), x3.unbind(0)
-    for j in range(T - 1, -1, -1):  # the two adjoint scans, in place
-        last = j == T - 1
-        if a is not None:
-            a = torch.add(w_steps[j], a, alpha=1.0 if last else mu, out=w_steps[j])  # (B, G)
-        q = torch.add(x3_steps[j], q, alpha=1.0 if last else beta, out=x3_steps[j])  # (B, G)
+    a, q = _adjoint_scans(wx, a, d_m * (-2.0 * s * s), mu, beta, True)  # (B, G) each; q: −2 × adjoint of n
     d_g = torch.addcmul(w, g, x3, value=-(1.0 - beta) / (s * s))  # (T, B, G)
     d_v0 = None if mu == 0.0 else a * (mu / s)  # (B, G)
     d_m0 = q * (-beta / (2.0 * s * s))  # (B, G)
