@@ -95,16 +95,22 @@ METADATA_OPS = {"aten::empty", "aten::empty_strided", "aten::empty_like", "aten:
                 "aten::narrow", "aten::transpose", "aten::t", "aten::expand", "aten::reshape", "aten::detach",
                 "aten::alias", "aten::_unsafe_view", "aten::unsqueeze", "aten::squeeze", "aten::permute",
                 "aten::resize_", "aten::lift_fresh", "aten::chunk", "aten::unsafe_chunk", "aten::unsafe_split",
-                "aten::_reshape_alias", "aten::view_as", "aten::expand_as", "aten::result_type"}
+                "aten::_reshape_alias", "aten::view_as", "aten::expand_as", "aten::result_type",
+                "aten::resolve_conj", "aten::resolve_neg", "aten::to"}
+# matrix products: one kernel each, though the trace shows them with children (conjugation checks, the copy of
+# addmm's input into ``out``, itself counted as the copy kernel it is)
+PRODUCT_OPS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::baddbmm_",
+               "aten::addbmm", "aten::mv", "aten::addmv", "aten::dot"}
 
 
 def dispatched_kernels(run) -> int:
-    """Compute ops one forward+backward dispatches: leaf ``aten::`` ops in ``torch.profiler``'s trace, views and
-    allocations left out. On a GPU each is at least one kernel launch, so a per-step loop shows as O(T)."""
+    """Compute ops one forward+backward dispatches: the matrix products and the leaf ``aten::`` ops in
+    ``torch.profiler``'s trace, views, allocations and no-op checks left out. On a GPU each is at least one
+    kernel launch, so a per-step loop shows as O(T)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         run()
-    return sum(1 for e in prof.events()
-               if e.name.startswith("aten::") and not e.cpu_children and e.name not in METADATA_OPS)
+    return sum(1 for e in prof.events() if e.name in PRODUCT_OPS or (
+        e.name.startswith("aten::") and not e.cpu_children and e.name not in METADATA_OPS))
 
 
 def measure(cell: str, size: tuple[int, int, int, int], repeats: int) -> tuple[dict[str, float], dict[str, str],
