@@ -110,7 +110,7 @@ class _AdamLSTM(torch.autograd.Function):
         K0 = min(ADAM_LSTM_CHUNK, T)
         dz, wx = g.new_empty(K0, B, G), g.new_empty(K0, 2, B, G)  # (K, B, G), (K, 2, B, G) r·dz and u·r³·dz
         o_dtanh = g.new_empty(K0, B, H)  # (K, B, H)
-        dh = g.new_empty(B, H)  # (B, H)
+        dh_buf = g.new_empty(K0, B, H)  # (K, B, H) a chunk's d_out, then the adjoints of its h_t
         dc = d_c.clone()  # (B, H) adjoint of c_t
         a = None if mu == 0.0 else d_v * s  # (B, G) adjoint of u_t
         q = d_m * (-2.0 * s * s)  # (B, G) −2 × the adjoint of n_t
@@ -135,13 +135,14 @@ class _AdamLSTM(torch.autograd.Function):
             dz4[:, :, 2].mul_(i_k)  # (K, B, H)
             dz4[:, :, 3].mul_(tanh_c)  # (K, B, H)
             dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
-            views = zip(d_out[t0: t0 + K].unbind(0), o_dtanh_k.unbind(0), dz4[:, :, :3].unbind(0),
-                        dz4[:, :, 3].unbind(0), f_k.unbind(0), dz_k.unbind(0), strict=True)
-            for j, (d_out_t, o_dt, dz3, dzo, f, dz_t) in reversed(list(enumerate(views))):
+            dh_k = dh_buf[:K].copy_(d_out[t0: t0 + K])  # (K, B, H): then each step's GEMM adds in place
+            views = zip(dh_k.unbind(0), o_dtanh_k.unbind(0), dz4[:, :, :3].unbind(0), dz4[:, :, 3].unbind(0),
+                        f_k.unbind(0), dz_k.unbind(0), strict=True)
+            for j, (dh, o_dt, dz3, dzo, f, dz_t) in reversed(list(enumerate(views))):
                 if t0 + j == T - 1:
-                    torch.add(d_out_t, d_h, out=dh)  # (B, H)
+                    dh.add_(d_h)  # (B, H)
                 else:
-                    torch.addmm(d_out_t, dz_next, w_hh, out=dh)  # (B, H)
+                    dh.addmm_(dz_next, w_hh)  # (B, H)
                 dc.addcmul_(dh, o_dt)  # (B, H)
                 dz3.mul_(dc_col)  # (B, 3, H) gates i, f, g
                 dzo.mul_(dh)  # (B, H) gate o
@@ -244,13 +245,13 @@ class _AdamTanh(torch.autograd.Function):
         mu, s, beta = ctx.hyper
         T, B, H = g.shape
         dz = torch.addcmul(torch.ones_like(out), out, out, value=-1.0)  # (T, B, H) tanh' = 1 − h²
-        dh = g.new_empty(B, H)  # (B, H)
+        dh_all = d_out.clone(memory_format=torch.contiguous_format)  # (T, B, H) then the adjoints of every h_t
         dz_next = None
-        for d_out_t, dz_t in reversed(list(zip(d_out.unbind(0), dz.unbind(0), strict=True))):
+        for dh, dz_t in reversed(list(zip(dh_all.unbind(0), dz.unbind(0), strict=True))):
             if dz_next is None:
-                torch.add(d_out_t, d_h, out=dh)  # (B, H)
+                dh.add_(d_h)  # (B, H)
             else:
-                torch.addmm(d_out_t, dz_next, w_hh, out=dh)  # (B, H)
+                dh.addmm_(dz_next, w_hh)  # (B, H)
             dz_next = dz_t.mul_(dh)  # (B, H) adjoint of the pre-activation = of the drive
         d_g, d_v0, d_m0 = _drive_backward(g, drive, r, dz, d_v, d_m, mu, s, beta)  # (T, B, H), (B, H) x 2
         flat = dz.view(T * B, H)  # (T·B, H)
@@ -308,14 +309,14 @@ class _AdamGRU(torch.autograd.Function):
         # per step, the gradients w.r.t. hh (r, z, n rows) are dh_t times these
         coef = torch.stack([a_n * hh_n * rg * (1.0 - rg), (h_prev - n_all) * zg * (1.0 - zg), a_n * rg], dim=2)
         dhh = torch.empty_like(coef)  # (T, B, 3, H) adjoint of hh
-        dh_all = torch.empty_like(out)  # (T, B, H) adjoint of every h_t
-        views = zip(d_out.unbind(0), coef.unbind(0), dhh.unbind(0), dh_all.unbind(0), zg.unbind(0), strict=True)
+        dh_all = d_out.clone(memory_format=torch.contiguous_format)  # (T, B, H) then the adjoints of every h_t
+        views = zip(coef.unbind(0), dhh.unbind(0), dh_all.unbind(0), zg.unbind(0), strict=True)
         dhh_next = dh_next = z_next = None
-        for d_out_t, coef_t, dhh_t, dh_t, z_t in reversed(list(views)):
+        for coef_t, dhh_t, dh_t, z_t in reversed(list(views)):
             if dh_next is None:
-                torch.add(d_out_t, d_h, out=dh_t)  # (B, H)
+                dh_t.add_(d_h)  # (B, H)
             else:
-                torch.addmm(d_out_t, dhh_next.view(B, G), w_hh, out=dh_t).addcmul_(dh_next, z_next)  # (B, H)
+                dh_t.addmm_(dhh_next.view(B, G), w_hh).addcmul_(dh_next, z_next)  # (B, H)
             torch.mul(coef_t, dh_t[:, None], out=dhh_t)  # (B, 3, H)
             dhh_next, dh_next, z_next = dhh_t, dh_t, z_t
         # the drive enters the r, z rows as hh does, and the n row without the factor r

@@ -60,7 +60,6 @@ class _NesterovLSTM(torch.autograd.Function):
         out = g.new_empty(T, B, H)  # (T, B, H)
         K0 = min(CHUNK, T)
         base = g.new_empty(K0, B, G)  # (K, B, G) scaled b_hh − s·g_t of one chunk, reused
-        ys = g.new_empty(2, B, G).unbind(0)  # 2 x (B, G) y_t and y_{t-1}, scaled, alternating
         y_prev = y0 * scale  # (B, G)
         h, c = h0, c0
         chunks = []
@@ -69,13 +68,14 @@ class _NesterovLSTM(torch.autograd.Function):
             gates = g.new_empty(K, B, G)  # (K, B, G) activated gates (g rows: tanh)
             cells, tanh_c = g.new_empty(K, B, H), g.new_empty(K, B, H)  # (K, B, H) each
             chunks.append((gates, cells, tanh_c))
+            y_prev = y_prev.clone() if t0 else y_prev  # (B, G) its row of ``base`` is overwritten next
             base_k = torch.addcmul(b2, g[t0: t0 + K], scale, value=-s, out=base[:K])  # (K, B, G)
             # unbind once: one call gives every step's view (indexing per step costs a dispatch each)
             i_k, f_k, gg_k, o_k = (x.unbind(0) for x in gates.view(K, B, 4, H).unbind(2))  # K x (B, H) each
             steps = zip(base_k.unbind(0), gates.unbind(0), i_k, f_k, gg_k, o_k, cells.unbind(0),
                         tanh_c.unbind(0), out[t0: t0 + K].unbind(0), coeff[t0: t0 + K], strict=True)
-            for j, (base_t, z, i, f, gg, o, cell_t, tanh_t, out_t, ct) in enumerate(steps):
-                y = torch.addmm(base_t, h, wt, out=ys[(t0 + j) % 2])  # (B, G) scaled y_t
+            for base_t, z, i, f, gg, o, cell_t, tanh_t, out_t, ct in steps:
+                y = base_t.addmm_(h, wt)  # (B, G) scaled y_t, in place of the base
                 if ct:
                     torch.lerp(y_prev, y, 1.0 + ct, out=z).sigmoid_()  # (B, G) y_t + c_t·(y_t − y_{t-1})
                 else:
@@ -105,7 +105,7 @@ class _NesterovLSTM(torch.autograd.Function):
         one_plus = torch.tensor([1.0 + x for x in coeff], dtype=out.dtype, device=out.device)  # (T,)
         # y_t enters z_{t+1} with weight −c_{t+1}: in terms of dz'_{t+1} that is −c_{t+1}/(1 + c_{t+1})
         ahead = [-coeff[t + 1] / (1.0 + coeff[t + 1]) for t in range(T - 1)] + [0.0]
-        dh = out.new_empty(B, H)  # (B, H)
+        dh_buf = out.new_empty(K0, B, H)  # (K, B, H) a chunk's d_out, then the adjoints of its h_t
         dc = d_c.clone()  # (B, H) adjoint of c_t
         dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
         dzp_next = dy_next = None
@@ -125,14 +125,15 @@ class _NesterovLSTM(torch.autograd.Function):
             q_k.mul_(deriv_k).mul_(one_plus[t0: t0 + K, None, None, None])  # (K, B, 4, H)
             torch.addcmul(o_k, out[t0: t0 + K], tanh_c, value=-1.0, out=o_dtanh_k)  # (K, B, H) o·(1 − tanh²c)
             d_y_k = d_g[t0: t0 + K]  # (K, B, G)
-            views = zip(d_out[t0: t0 + K].unbind(0), q_k[:, :, :3].unbind(0), q_k[:, :, 3].unbind(0),
+            dh_k = dh_buf[:K].copy_(d_out[t0: t0 + K])  # (K, B, H): then each step's GEMM adds in place
+            views = zip(dh_k.unbind(0), q_k[:, :, :3].unbind(0), q_k[:, :, 3].unbind(0),
                         o_dtanh_k.unbind(0), f_k.unbind(0), dzp_k[:, :, :3].unbind(0), dzp_k[:, :, 3].unbind(0),
                         dzp_k.view(K, B, G).unbind(0), d_y_k.unbind(0), strict=True)
-            for j, (d_out_t, q3, qo, o_dt, f, dz3, dzo, dz_t, dy_t) in reversed(list(enumerate(views))):
+            for j, (dh, q3, qo, o_dt, f, dz3, dzo, dz_t, dy_t) in reversed(list(enumerate(views))):
                 if dy_next is None:
-                    torch.add(d_out_t, d_h, out=dh)  # (B, H)
+                    dh.add_(d_h)  # (B, H)
                 else:
-                    torch.addmm(d_out_t, dy_next, w_hh, out=dh)  # (B, H)
+                    dh.addmm_(dy_next, w_hh)  # (B, H)
                 dc.addcmul_(dh, o_dt)  # (B, H) adjoint of c_t
                 torch.mul(q3, dc_col, out=dz3)  # (B, 3, H) gates i, f, g
                 torch.mul(qo, dh, out=dzo)  # (B, H) gate o
@@ -170,10 +171,9 @@ class _NesterovTanh(torch.autograd.Function):
         wt = w_hh.t()  # (H, H)
         base = torch.add(b_hh, g, alpha=-s)  # (T, B, H) b_hh − s·g_t
         out = g.new_empty(T, B, H)  # (T, B, H)
-        ys = g.new_empty(2, B, H).unbind(0)  # 2 x (B, H) y_t and y_{t-1}, alternating
         y_prev, h = y0, h0
-        for t, (base_t, out_t, ct) in enumerate(zip(base.unbind(0), out.unbind(0), coeff, strict=True)):
-            y = torch.addmm(base_t, h, wt, out=ys[t % 2])  # (B, H)
+        for base_t, out_t, ct in zip(base.unbind(0), out.unbind(0), coeff, strict=True):
+            y = base_t.addmm_(h, wt)  # (B, H) y_t, in place of the base
             h = torch.lerp(y_prev, y, 1.0 + ct, out=out_t) if ct else out_t.copy_(y)  # (B, H) z_t
             h.tanh_()
             y_prev = y
@@ -192,15 +192,15 @@ class _NesterovTanh(torch.autograd.Function):
         q = torch.addcmul(torch.ones_like(out), out, out, value=-1.0).mul_(one_plus[:, None, None])  # (T, B, H)
         dzp = torch.empty_like(out)  # (T, B, H)
         d_y_steps = torch.empty_like(out)  # (T, B, H) adjoint of every y_t
-        dh = out.new_empty(B, H)  # (B, H)
+        dh_all = d_out.clone(memory_format=torch.contiguous_format)  # (T, B, H) then the adjoints of every h_t
         ahead = [-coeff[t + 1] / (1.0 + coeff[t + 1]) for t in range(T - 1)] + [0.0]
-        views = zip(d_out.unbind(0), q.unbind(0), dzp.unbind(0), d_y_steps.unbind(0), strict=True)
+        views = zip(dh_all.unbind(0), q.unbind(0), dzp.unbind(0), d_y_steps.unbind(0), strict=True)
         dzp_next = dy_next = None
-        for t, (d_out_t, q_t, dz_t, dy_t) in reversed(list(enumerate(views))):
+        for t, (dh, q_t, dz_t, dy_t) in reversed(list(enumerate(views))):
             if dy_next is None:
-                torch.add(d_out_t, d_h, out=dh)  # (B, H)
+                dh.add_(d_h)  # (B, H)
             else:
-                torch.addmm(d_out_t, dy_next, w_hh, out=dh)  # (B, H)
+                dh.addmm_(dy_next, w_hh)  # (B, H)
             torch.mul(q_t, dh, out=dz_t)  # (B, H)
             if dzp_next is None:
                 dy_next = torch.add(dz_t, d_y, out=dy_t)  # (B, H)
