@@ -1,10 +1,11 @@
 """Pre-activation momentum on the LSTM (``preactivation`` path) as one autograd node with a hand-written backward.
 
 y_t = W_hh h_{t-1} + b_hh − s·g_t ;  z_t = y_t + c_t·(y_t − y_{t-1}) = (1 + c_t)·y_t − c_t·y_{t-1}, then the
-LSTM cell on z_t (gate order i, f, g, o). The forward is a step loop under no_grad writing into preallocated
-buffers; the backward walks the steps in reverse with one ``dy W_hh`` GEMM per step and forms dW_hh, db_hh and
-the input-side gradient with whole-sequence GEMMs after the loop. No autograd graph is built per step, so one
-forward records one node instead of O(T).
+LSTM cell on z_t (gate order i, f, g, o), and the same on the tanh cell. The LSTM forward is a step loop under
+no_grad writing into buffers allocated a chunk of ``CHUNK`` steps at a time (whole-sequence buffers page-fault);
+the backward walks the chunks and their steps in reverse with one ``dy W_hh`` GEMM per step and forms dW_hh and
+db_hh with one GEMM per chunk. No autograd graph is built per step, so one forward records one node instead of
+O(T), but every step still dispatches its kernels (about 15 forward and backward).
 
 The adjoint of y_t is dy_t = (1 + c_t)·dz_t − c_{t+1}·dz_{t+1} (plus the final y's gradient at the last step):
 y_t enters z_t and z_{t+1}. The backward forms (1 + c_t)·dz_t from precomputed products (gate derivative
