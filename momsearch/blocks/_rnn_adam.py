@@ -2,9 +2,10 @@
 
 drive_t = v_t / sqrt(m_t + eps), v_t = mu·v_{t-1} + s·g_t, m_t = beta·m_{t-1} + (1-beta)·g_t², then the LSTM
 cell on z_t = drive_t + W_hh h_{t-1} + b_hh. The forward is a step loop under no_grad writing into
-preallocated buffers; the backward walks the steps in reverse with one ``dz W_hh`` GEMM per step, runs the
-drive's adjoint recurrences in the same sweep and forms ``dW_hh`` with one GEMM per chunk of steps. No
-autograd graph is built per step.
+preallocated buffers, the drive's two scans (v and m) stacked into one op per step; the backward walks the
+steps in reverse with one ``dz W_hh`` GEMM per step, runs the drive's two adjoint scans (again one stacked op
+per step) after each chunk's sweep and forms ``dW_hh`` with one GEMM per chunk of steps. No autograd graph is
+built per step.
 
 Internally u = v/s and n = m/s² are carried, so the drive is d = u·r with r = (n + eps/s²)^(-1/2) and s never
 appears per step. Saved tensors are allocated a chunk of steps at a time: whole-sequence buffers are fresh
