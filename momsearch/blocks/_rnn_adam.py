@@ -34,6 +34,57 @@ def lstm_gate_scale(w_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, (w_hh * scale[:, None]).t()  # (G,), (H, G)
 
 
+def lstm_gate_factors(gates: torch.Tensor, cells: torch.Tensor, tanh_c: torch.Tensor, c_before: torch.Tensor,
+                      out: torch.Tensor, factors: torch.Tensor, o_dtanh: torch.Tensor) -> None:
+    """What the reverse sweep of a chunk of K LSTM steps multiplies, so that a step takes two products.
+
+    Into ``factors`` (K, B, 4H): every gate's derivative times what multiplies that gate's adjoint — dc for the
+    i, f, g gates (times g, c_{t-1}, i) and dh for the o gate (times tanh c_t); into ``o_dtanh`` (K, B, H):
+    o·(1 − tanh² c_t), what carries dh into dc.
+
+    Args:
+        gates: (K, B, 4H) the activated gates (g rows: tanh), order i, f, g, o.
+        cells, tanh_c: (K, B, H) c_t and tanh c_t.
+        c_before: (B, H) the cell state entering the chunk.
+        out: (K, B, H) h_t.
+    """
+    K, B, G = gates.shape
+    H = G // 4
+    torch.addcmul(gates, gates, gates, value=-1.0, out=factors)  # (K, B, 4H) σ' = σ − σ²
+    gates4, factors4 = gates.view(K, B, 4, H), factors.view(K, B, 4, H)  # (K, B, 4, H) each
+    i, _, gg, o = gates4.unbind(2)  # (K, B, H) each
+    torch.addcmul(gates.new_ones(()), gg, gg, value=-1.0, out=factors4[:, :, 2])  # tanh' = 1 − tanh²
+    torch.addcmul(o, out, tanh_c, value=-1.0, out=o_dtanh)  # (K, B, H) o·(1 − tanh²c)
+    factors4[:, :, 0].mul_(gg)  # (K, B, H)
+    factors4[1:, :, 1].mul_(cells[:-1])  # (K - 1, B, H) c_{t-1}
+    factors4[0, :, 1].mul_(c_before)  # (B, H)
+    factors4[:, :, 2].mul_(i)  # (K, B, H)
+    factors4[:, :, 3].mul_(tanh_c)  # (K, B, H)
+
+
+def add_recurrent_grads(d_w: torch.Tensor, d_b: torch.Tensor, dz: torch.Tensor, out: torch.Tensor, t0: int,
+                        h0: torch.Tensor) -> None:
+    """Add to W_hh's (G, H) and b_hh's (G,) gradients the share of steps t0 … t0 + K − 1, whose pre-activations
+    W_hh h_{t-1} + b_hh + … have the adjoints ``dz`` (K, B, G); ``out`` (T, B, H) holds h_1 … h_T, ``h0`` (B, H)
+    the h before step 0."""
+    K, B, G = dz.shape
+    H = out.shape[-1]
+    flat = dz.reshape(K * B, G)  # (K·B, G)
+    if t0:
+        d_w.addmm_(flat.t(), out[t0 - 1: t0 + K - 1].reshape(K * B, H))
+    else:
+        d_w.addmm_(flat[B:].t(), out[: K - 1].reshape((K - 1) * B, H)).addmm_(dz[0].t(), h0)
+    d_b += flat.sum(0)
+
+
+def recurrent_grads(dz: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor):
+    """W_hh's (G, H), b_hh's (G,) and h0's (B, H) gradients of a whole sequence from the adjoints ``dz`` (T, B, G)
+    of every pre-activation; ``out`` (T, B, H) holds h_1 … h_T."""
+    d_w, d_b = torch.zeros_like(w_hh), dz.new_zeros(dz.shape[-1])  # (G, H), (G,)
+    add_recurrent_grads(d_w, d_b, dz, out, 0, h0)
+    return d_w, d_b, dz[0] @ w_hh  # (G, H), (G,), (B, H)
+
+
 def adam_lstm(g: torch.Tensor, h: torch.Tensor, c: torch.Tensor, v: torch.Tensor | None, m: torch.Tensor,
               w_hh: torch.Tensor, b_hh: torch.Tensor, mu: float, s: float, beta: float, eps: float):
     """Run the adam-driven LSTM over a sequence.
@@ -105,7 +156,6 @@ class _AdamLSTM(torch.autograd.Function):
         mu, s, beta = ctx.hyper
         T, B, G = g.shape
         H = G // 4
-        hi = g.new_ones(())
         d_g = torch.empty_like(g)  # (T, B, G)
         d_w, d_b = torch.zeros_like(w_hh), g.new_zeros(G)  # (G, H), (G,)
         K0 = min(ADAM_LSTM_CHUNK, T)
@@ -122,19 +172,11 @@ class _AdamLSTM(torch.autograd.Function):
             K = gates.shape[0]
             t0 = ci * ADAM_LSTM_CHUNK
             dz_k, o_dtanh_k = dz[:K], o_dtanh[:K]
-            torch.addcmul(gates, gates, gates, value=-1.0, out=dz_k)  # (K, B, G) σ' = σ − σ²
-            gates4 = gates.view(K, B, 4, H)  # (K, B, 4, H)
+            # the gate factors, multiplied by dc or dh in place step by step below: two products per step
+            lstm_gate_factors(gates, cells, tanh_c, ctx.chunks[ci - 1][3][-1] if ci else c0, out[t0: t0 + K],
+                              dz_k, o_dtanh_k)
             dz4 = dz_k.view(K, B, 4, H)  # (K, B, 4, H)
-            i_k, f_k, gg, o = gates4.unbind(2)  # (K, B, H) each
-            torch.addcmul(hi, gg, gg, value=-1.0, out=dz4[:, :, 2])  # tanh' = 1 − tanh²
-            torch.addcmul(o, out[t0: t0 + K], tanh_c, value=-1.0, out=o_dtanh_k)  # (K, B, H) o·(1 − tanh²c)
-            # what multiplies dc (gates i, f, g) and dh (gate o), times each gate's derivative: two products
-            # per step below instead of five
-            dz4[:, :, 0].mul_(gg)  # (K, B, H)
-            dz4[1:, :, 1].mul_(cells[:-1])  # (K - 1, B, H) c_{t-1}
-            dz4[0, :, 1].mul_(ctx.chunks[ci - 1][3][-1] if ci else c0)  # (B, H)
-            dz4[:, :, 2].mul_(i_k)  # (K, B, H)
-            dz4[:, :, 3].mul_(tanh_c)  # (K, B, H)
+            f_k = gates.view(K, B, 4, H)[:, :, 1]  # (K, B, H) forget gate
             dc_col = dc[:, None]  # (B, 1, H) a view: follows dc's in-place updates
             dh_k = dh_buf[:K].copy_(d_out[t0: t0 + K])  # (K, B, H): then each step's GEMM adds in place
             views = zip(dh_k.unbind(0), o_dtanh_k.unbind(0), dz4[:, :, :3].unbind(0), dz4[:, :, 3].unbind(0),
@@ -156,12 +198,7 @@ class _AdamLSTM(torch.autograd.Function):
             a, q = _adjoint_scans(wx[:K], a, q, mu, beta, t0 + K == T)  # (B, G) each, in place
             torch.addcmul(w_k, g[t0: t0 + K], x3_k, value=kq, out=d_g[t0: t0 + K])  # (K, B, G)
             dz_next = dz_next.clone()  # (B, G) the buffer is reused by the next chunk
-            flat = dz_k.reshape(K * B, G)  # (K·B, G)
-            if t0:
-                d_w.addmm_(flat.t(), out[t0 - 1: t0 + K - 1].reshape(K * B, H))
-            else:
-                d_w.addmm_(flat[B:].t(), out[: K - 1].reshape((K - 1) * B, H)).addmm_(dz[0].t(), h0)
-            d_b += flat.sum(0)
+            add_recurrent_grads(d_w, d_b, dz_k, out, t0, h0)
         d_h0 = dz_next @ w_hh  # (B, H)
         d_v0 = None if mu == 0.0 else a * (mu / s)  # (B, G)
         d_m0 = q * (-beta / (2.0 * s * s))  # (B, G)
@@ -255,10 +292,7 @@ class _AdamTanh(torch.autograd.Function):
                 dh.addmm_(dz_next, w_hh)  # (B, H)
             dz_next = dz_t.mul_(dh)  # (B, H) adjoint of the pre-activation = of the drive
         d_g, d_v0, d_m0 = _drive_backward(g, drive, r, dz, d_v, d_m, mu, s, beta)  # (T, B, H), (B, H) x 2
-        flat = dz.view(T * B, H)  # (T·B, H)
-        d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(dz[0].t(), h0)  # (H, H)
-        d_b = flat.sum(0)  # (H,)
-        d_h0 = dz[0] @ w_hh  # (B, H)
+        d_w, d_b, d_h0 = recurrent_grads(dz, out, h0, w_hh)  # (H, H), (H,), (B, H)
         return d_g, d_h0, d_v0, d_m0, d_w, d_b, None, None, None, None
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._rnn_adam import lstm_gate_scale
+from ._rnn_adam import add_recurrent_grads, lstm_gate_factors, lstm_gate_scale, recurrent_grads
 
 CHUNK = 32  # steps per saved buffer and per dW_hh GEMM: buffers over glibc's 32 MB mmap ceiling page-fault on
 # every call (measured here: ~1 ms per 8 MB first touched)
@@ -99,7 +99,7 @@ class _NesterovLSTM(torch.autograd.Function):
         K0 = min(CHUNK, T)
         # per chunk: what multiplies dc (gates i, f, g) and dh (gate o) in each gate's adjoint, times the gate's
         # derivative and (1 + c_t), so that dz'_t = (1 + c_t)·dz_t takes two products per step
-        q, deriv, dzp = (out.new_empty(K0, B, 4, H) for _ in range(3))  # (K, B, 4, H) each, reused
+        q, dzp = (out.new_empty(K0, B, 4, H) for _ in range(2))  # (K, B, 4, H) each, reused
         o_dtanh = out.new_empty(K0, B, H)  # (K, B, H)
         d_g = out.new_empty(T, B, G)  # (T, B, G) the adjoint of every y_t, scaled by −s at the end
         d_w, d_b = torch.zeros_like(w_hh), out.new_zeros(G)  # (G, H), (G,)
@@ -113,18 +113,11 @@ class _NesterovLSTM(torch.autograd.Function):
         for ci in range(len(ctx.chunks) - 1, -1, -1):
             gates, cells, tanh_c = ctx.chunks[ci]
             K, t0 = gates.shape[0], ci * CHUNK
-            gates4 = gates.view(K, B, 4, H)  # (K, B, 4, H)
-            i_k, f_k, gg_k, o_k = gates4.unbind(2)  # (K, B, H) each
-            q_k, deriv_k, dzp_k, o_dtanh_k = q[:K], deriv[:K], dzp[:K], o_dtanh[:K]
-            q_k[:, :, 0].copy_(gg_k)
-            q_k[:, :, 1, :].copy_(ctx.chunks[ci - 1][1][-1] if ci else c0)  # c_{t-1} of the first step
-            q_k[1:, :, 1].copy_(cells[:-1])  # c_{t-1} of the others
-            q_k[:, :, 2].copy_(i_k)
-            q_k[:, :, 3].copy_(tanh_c)
-            torch.addcmul(gates4, gates4, gates4, value=-1.0, out=deriv_k)  # (K, B, 4, H) σ' = σ − σ²
-            torch.addcmul(gg_k.new_ones(()), gg_k, gg_k, value=-1.0, out=deriv_k[:, :, 2])  # tanh' = 1 − tanh²
-            q_k.mul_(deriv_k).mul_(one_plus[t0: t0 + K, None, None, None])  # (K, B, 4, H)
-            torch.addcmul(o_k, out[t0: t0 + K], tanh_c, value=-1.0, out=o_dtanh_k)  # (K, B, H) o·(1 − tanh²c)
+            f_k = gates.view(K, B, 4, H)[:, :, 1]  # (K, B, H) forget gate
+            q_k, dzp_k, o_dtanh_k = q[:K], dzp[:K], o_dtanh[:K]
+            lstm_gate_factors(gates, cells, tanh_c, ctx.chunks[ci - 1][1][-1] if ci else c0, out[t0: t0 + K],
+                              q_k.view(K, B, G), o_dtanh_k)
+            q_k.mul_(one_plus[t0: t0 + K, None, None, None])  # (K, B, 4, H)
             d_y_k = d_g[t0: t0 + K]  # (K, B, G)
             dh_k = dh_buf[:K].copy_(d_out[t0: t0 + K])  # (K, B, H): then each step's GEMM adds in place
             views = zip(dh_k.unbind(0), q_k[:, :, :3].unbind(0), q_k[:, :, 3].unbind(0),
@@ -145,12 +138,7 @@ class _NesterovLSTM(torch.autograd.Function):
                     dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t0 + j], out=dy_t)  # (B, G)
                 dzp_next = dz_t
             dzp_next = dzp_next.clone()  # (B, G) the buffer is reused by the next chunk
-            flat = d_y_k.view(K * B, G)  # (K·B, G)
-            if t0:
-                d_w.addmm_(flat.t(), out[t0 - 1: t0 + K - 1].reshape(K * B, H))
-            else:
-                d_w.addmm_(flat[B:].t(), out[: K - 1].reshape((K - 1) * B, H)).addmm_(d_y_k[0].t(), h0)
-            d_b += flat.sum(0)
+            add_recurrent_grads(d_w, d_b, d_y_k, out, t0, h0)
         d_h0 = d_g[0] @ w_hh  # (B, H)
         d_y0 = dzp_next * (-coeff[0] / (1.0 + coeff[0]))  # (B, G)
         return d_g.mul_(-s), d_h0, dc, d_y0, d_w, d_b, None, None
@@ -208,16 +196,6 @@ class _NesterovTanh(torch.autograd.Function):
             else:
                 dy_next = torch.add(dz_t, dzp_next, alpha=ahead[t], out=dy_t)  # (B, H)
             dzp_next = dz_t
-        d_w, d_b, d_h0 = _recurrent_grads(d_y_steps, out, h0, w_hh)  # (H, H), (H,), (B, H)
+        d_w, d_b, d_h0 = recurrent_grads(d_y_steps, out, h0, w_hh)  # (H, H), (H,), (B, H)
         d_y0 = dzp[0] * (-coeff[0] / (1.0 + coeff[0]))  # (B, H)
         return d_y_steps * -s, d_h0, d_y0, d_w, d_b, None, None
-
-
-def _recurrent_grads(d_y_steps, out, h0, w_hh):
-    """Gradients of ``y_t = W_hh h_{t-1} + b_hh + …`` from the adjoints ``d_y_steps`` (T, B, G) of every y_t:
-    W_hh's (G, H), b_hh's (G,) and h0's (B, H); ``out`` (T, B, H) holds h_1 … h_T."""
-    T, B, G = d_y_steps.shape
-    H = out.shape[-1]
-    flat = d_y_steps.view(T * B, G)  # (T·B, G)
-    d_w = torch.mm(flat[B:].t(), out[:-1].reshape((T - 1) * B, H)).addmm_(d_y_steps[0].t(), h0)  # (G, H)
-    return d_w, flat.sum(0), d_y_steps[0] @ w_hh  # (G, H), (G,), (B, H)
