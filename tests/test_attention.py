@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from unrunnable_rules import Opaque, VaryingAdam
 
 from momsearch.blocks import Attention, TransformerEncoder
 from momsearch.blocks._attention_adam import adam_attention
@@ -10,7 +11,7 @@ from momsearch.blocks._attention_linear import linear_attention
 from momsearch.builder import build_block_model
 from momsearch.catalog.attention import RULES
 from momsearch.errors import ConfigError
-from momsearch.rules import Filter, HeavyBall, Normaliser, Plain, Rule, make
+from momsearch.rules import Filter, HeavyBall, Plain, Rule, make
 
 # hyperparameters far from the defaults, so that every coefficient matters
 TEST_VALUES = {"mu": 0.9, "s": 0.7, "beta": 0.8, "eps": 1e-8, "restart_every": 3}
@@ -154,27 +155,9 @@ def test_a_filter_with_gain_and_direct_term_is_exact(causal, chunk):
             assert (y_t - y[:, t]).abs().max() < 1e-10
 
 
-class _Opaque(Rule):
-    """A rule that is no linear filter at all."""
-
-    name = "opaque"
-
-
-class _VaryingAdam(Rule):
-    """A normalised update whose decay changes per step: no attention path computes it."""
-
-    name = "varying_adam"
-
-    def filter(self, block):
-        return Filter(scale=0.5, varying=abs)
-
-    def normaliser(self):
-        return Normaliser(0.9, 1e-8)
-
-
 @pytest.mark.parametrize("rule, kind, why", [
-    (_Opaque(), "linear", "not a linear filter"),
-    (_VaryingAdam(), "linear", "constant decay"),
+    (Opaque(), "linear", "not a linear filter"),
+    (VaryingAdam(), "linear", "constant decay"),
     (make("adam", block="attention"), "softmax", "plain only"),
 ])
 def test_a_rule_the_block_cannot_run_is_refused_by_name(rule, kind, why):

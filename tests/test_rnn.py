@@ -5,13 +5,14 @@ from collections.abc import Sequence
 import pytest
 import torch
 from torch import nn
+from unrunnable_rules import LookAhead, Opaque, VaryingAdam
 
 from momsearch.blocks import RNN, _rnn_adam, _rnn_loops, _rnn_nesterov, _rnn_scan
 from momsearch.blocks.rnn import RNNState
 from momsearch.builder import build_block_model
 from momsearch.catalog.rnn import CELLS
 from momsearch.errors import ConfigError
-from momsearch.rules import RULES, Filter, HeavyBall, Normaliser, Plain, Rule
+from momsearch.rules import RULES, Filter, HeavyBall, Plain, Rule
 
 TORCH_TWINS = {"lstm": nn.LSTM, "gru": nn.GRU, "tanh": nn.RNN}
 # hyperparameters away from the defaults; a rule missing here is tested with its catalog defaults
@@ -276,37 +277,10 @@ def test_wide_inputs_on_both_sides_of_the_scan_switch(inputs, rule_name):
     torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=0)
 
 
-class _Opaque(Rule):
-    """A rule that is no linear filter at all."""
-
-    name = "opaque"
-
-
-class _LookAhead(Rule):
-    """A linear filter with a look-ahead, which has a meaning in attention only."""
-
-    name = "look_ahead"
-
-    def filter(self, block):
-        return Filter(scale=0.5, decay=0.5, lookahead=abs)
-
-
-class _VaryingAdam(Rule):
-    """A normalised drive whose decay changes per step: no RNN path computes it."""
-
-    name = "varying_adam"
-
-    def filter(self, block):
-        return Filter(scale=0.5, varying=abs)
-
-    def normaliser(self):
-        return Normaliser(0.9, 1e-8)
-
-
 @pytest.mark.parametrize("rule, why", [
-    (_Opaque(), "not a linear filter"),
-    (_LookAhead(), "look-ahead"),
-    (_VaryingAdam(), "constant decay"),
+    (Opaque(), "not a linear filter"),
+    (LookAhead(), "look-ahead"),
+    (VaryingAdam(), "constant decay"),
 ])
 @pytest.mark.parametrize("cell", CELLS)
 def test_a_rule_the_block_cannot_run_is_refused_by_name(cell, rule, why):
