@@ -131,9 +131,7 @@ class _AdamLSTM(torch.autograd.Function):
             drive, r = ur.unbind(1)  # (K, B, G) each: u then the drive, n then r
             cells, tanh_c = g.new_empty(K, B, H), g.new_empty(K, B, H)  # (K, B, H) each
             chunks.append((gates, drive, r, cells, tanh_c))
-            u, n = _forward_scans(g_k, u, n, mu, beta, k, ur)  # (B, G) each, u None when mu = 0
-            r.add_(e).rsqrt_()  # (K, B, G) s/sqrt(m + eps)
-            torch.mul(g_k if u is None else drive, r, out=drive)  # (K, B, G) the drive
+            u, n = _drive(g_k, u, n, mu, beta, k, e, ur)  # (B, G) each, u None when mu = 0
             torch.addcmul(b2, drive, scale, out=gates)  # (K, B, G) drive + b_hh, g rows doubled
             # unbind once: one call gives every step's view (indexing per step costs a dispatch each)
             i_k, f_k, gg_k, o_k = (x.unbind(0) for x in gates.view(K, B, 4, H).unbind(2))  # K x (B, H) each
@@ -205,23 +203,28 @@ class _AdamLSTM(torch.autograd.Function):
         return d_g, d_h0, dc, d_v0, d_m0, d_w, d_b, None, None, None, None
 
 
-def _forward_scans(g, u, n, mu, beta, k, ur):
-    """The drive's two scans over the steps of ``g`` (K, B, G), into ``ur`` (K, 2, B, G):
-    u_t = mu·u_{t-1} + g_t into ``ur[:, 0]`` and n_t = beta·n_{t-1} + k·g_t² into ``ur[:, 1]``, stacked so that
-    a step is one op (``u`` None, mu = 0: n alone). Returns the final u (None when mu = 0) and n (B, G), copies.
+def _drive(g, u, n, mu, beta, k, e, ur):
+    """The normalised drive of the steps of ``g`` (K, B, G), into ``ur`` (K, 2, B, G): ``ur[:, 0]`` the drive
+    u_t·r_t and ``ur[:, 1]`` r_t = (n_t + e)^(-1/2), from the scans u_t = mu·u_{t-1} + g_t and
+    n_t = beta·n_{t-1} + k·g_t², stacked so that a step is one op (``u`` None, mu = 0: n alone, drive g_t·r_t).
+    Returns the final u (None when mu = 0) and n (B, G), copies.
     """
     u_steps, n_steps = ur.unbind(1)  # (K, B, G) each
     torch.addcmul(g.new_zeros(()), g, g, value=k, out=n_steps)  # (K, B, G) k·g²
     if u is None:
         for x in n_steps.unbind(0):
             n = torch.add(x, n, alpha=beta, out=x)  # (B, G)
-        return None, n.clone()
-    u_steps.copy_(g)
-    decay = g.new_tensor([mu, beta]).view(2, 1, 1)  # (2, 1, 1)
-    state = torch.stack([u, n])  # (2, B, G)
-    for x in ur.unbind(0):
-        state = torch.addcmul(x, decay, state, out=x)  # (2, B, G) (u, n)_t
-    return state[0].clone(), state[1].clone()
+        u_last, n_last = None, n.clone()
+    else:
+        u_steps.copy_(g)
+        decay = g.new_tensor([mu, beta]).view(2, 1, 1)  # (2, 1, 1)
+        state = torch.stack([u, n])  # (2, B, G)
+        for x in ur.unbind(0):
+            state = torch.addcmul(x, decay, state, out=x)  # (2, B, G) (u, n)_t
+        u_last, n_last = state[0].clone(), state[1].clone()
+    n_steps.add_(e).rsqrt_()  # (K, B, G) r = s/sqrt(m + eps)
+    torch.mul(g if u is None else u_steps, n_steps, out=u_steps)  # (K, B, G) the drive
+    return u_last, n_last
 
 
 def _adjoint_scans(wx, a, q, mu, beta, ends_sequence):
@@ -371,15 +374,11 @@ def _drive_forward(g, v0, m0, mu, s, beta, eps):
     mu = 0) and m (B, G).
     """
     T, B, G = g.shape
-    ur = g.new_empty(T, 2, B, G)  # (T, 2, B, G) u then the drive, n then r
-    drive, r = ur.unbind(1)  # (T, B, G) each
+    ur = g.new_empty(T, 2, B, G)  # (T, 2, B, G) the drive and r
     u = None if v0 is None else v0 / s  # (B, G) v/s
-    u, n = _forward_scans(g, u, m0 / (s * s), mu, beta, (1.0 - beta) / (s * s), ur)  # (B, G) each
+    u, n = _drive(g, u, m0 / (s * s), mu, beta, (1.0 - beta) / (s * s), eps / (s * s), ur)  # (B, G) each
     v_out = None if u is None else u * s  # (B, G)
-    m_out = n * (s * s)  # (B, G)
-    r.add_(eps / (s * s)).rsqrt_()  # (T, B, G) s/sqrt(m + eps)
-    torch.mul(g if u is None else drive, r, out=drive)  # (T, B, G) the drive
-    return drive, r, v_out, m_out
+    return *ur.unbind(1), v_out, n * (s * s)
 
 
 def _drive_backward(g, drive, r, dz, d_v, d_m, mu, s, beta):
